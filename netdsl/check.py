@@ -1,0 +1,242 @@
+"""Stage 2, check: parsed sections to the network IR, every shape inferred, every error caught.
+
+    net = check(parse_text(text, path))     # Net; raises NetError(path, line, col)
+
+What a layer type accepts lives in layers.py; this file applies the language's rules:
+sections and keys, inputs defined above their reader, one `data` first and one output last,
+and names that the generated Python can use.
+"""
+from __future__ import annotations
+
+import keyword
+from pathlib import Path
+from typing import Any
+
+from . import values as v
+from .errors import NetError, did_you_mean
+from .ir import OUTPUT_TYPES, Layer, Net, Shape, TrainConfig, frozen
+from .layers import REGISTRY, ShapeError
+from .parse import Document, Entry, Section
+
+NET_KEYS = {
+    "name": v.Key(v.identifier, None, "the network's name"),
+    "groups": v.Key(v.integer(1, 64), 1, "GPU groups the network is spread over"),
+}
+
+TRAIN_KEYS = {
+    "batch": v.Key(v.integer(1), 128, "images per step, over all processes"),
+    "epochs": v.Key(v.integer(1), 90),
+    "optimizer": v.Key(v.choice("sgd", "nesterov"), "sgd"),
+    "lr": v.Key(v.number(0, above=True), 0.01),
+    "momentum": v.Key(v.number(0, 1, below=True), 0.9),
+    "weight_decay": v.Key(v.number(0), 0.0005),
+    "schedule": v.Key(v.schedule, ("plateau", 0.1)),
+    "patience": v.Key(v.integer(1), 2),
+    "resize": v.Key(v.integer(1), None, "shorter side images are scaled to"),
+    "flip": v.Key(v.yes_no, True),
+    "lighting": v.Key(v.number(0), 0.1),
+    "mean": v.Key(v.choice("image", "channel", "none"), "image"),
+    "test": v.Key(v.choice("center", "tencrop"), "center"),
+}
+
+# Layer names become attributes of an nn.Module and locals of its forward(): these would clash.
+MODULE_ATTRIBUTES = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+    double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+    get_submodule half ipu load_state_dict modules mtia named_buffers named_children named_modules
+    named_parameters parameters register_backward_hook register_buffer register_forward_hook
+    register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+    register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
+    set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu
+    zero_grad self super
+""".split())
+
+
+def check_name(name: str) -> str | None:
+    """Why `name` cannot name a layer, or None if it can."""
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return f"`{name}` is a Python keyword"
+    if name.startswith("_"):
+        return "names starting with `_` are reserved for the generated code"
+    if name in MODULE_ATTRIBUTES:
+        return f"`{name}` is already an attribute of every torch.nn.Module"
+    return None
+
+
+def _read_entries(section: Section, keys: dict[str, v.Key], skip=()) -> tuple[dict[str, Any], dict[str, Entry]]:
+    """Read a section's entries against its keys; defaults filled in, positions kept."""
+    options: dict[str, Any] = {}
+    where: dict[str, Entry] = {}
+    for entry in section.entries:
+        if entry.key in skip:
+            continue
+        if entry.key in where:
+            first = where[entry.key]
+            raise NetError(f"`{entry.key}` is set twice in [{section.name}] (first on line {first.line})",
+                           None, entry.line, entry.col)
+        if entry.key not in keys:
+            kind = f"`{section.name}`" if section.name in ("net", "train") else "this layer type"
+            raise NetError(f"unknown key `{entry.key}` for {kind}{did_you_mean(entry.key, list(keys) + list(skip))}",
+                           None, entry.line, entry.col)
+        options[entry.key] = keys[entry.key].read(entry.value)
+        where[entry.key] = entry
+    for key, spec in keys.items():
+        if key not in options:
+            if spec.default is v.REQUIRED:
+                raise NetError(f"[{section.name}] needs the key `{key}` ({spec.help or 'no default'})",
+                               None, section.line, section.col)
+            options[key] = spec.default
+    return options, where
+
+
+def _entry(section: Section, key: str) -> Entry | None:
+    return next((e for e in section.entries if e.key == key), None)
+
+
+def _layer_type(section: Section) -> str:
+    entry = _entry(section, "type")
+    if entry is None:
+        raise NetError(f"layer [{section.name}] needs `type = ...` (one of {', '.join(REGISTRY)})",
+                       None, section.line, section.col)
+    if entry.value.kind != "name" or entry.value.data not in REGISTRY:
+        raise NetError(f"unknown layer type `{entry.value}`{did_you_mean(str(entry.value), REGISTRY)}",
+                       None, entry.value.line, entry.value.col)
+    return entry.value.data
+
+
+def _inputs(section: Section, layers: dict[str, Layer], every: dict[str, Section], previous: Layer | None):
+    entry = _entry(section, "input")
+    if entry is None:
+        return (previous.name,) if previous else ()
+    names = v.names(entry.value)
+    items = entry.value.data if entry.value.kind == "list" else (entry.value,)
+    for name, item in zip(names, items):
+        if name == section.name:
+            raise NetError(f"[{name}] reads itself; a network cannot loop", None, item.line, item.col)
+        if name not in layers:
+            if name in every:
+                message = (f"[{section.name}] reads `{name}`, which is defined below it; an input must "
+                           "come before its reader, so a network cannot loop")
+            else:
+                message = f"unknown input `{name}`{did_you_mean(name, layers)}"
+            raise NetError(message, None, item.line, item.col)
+    if len(set(names)) != len(names):
+        raise NetError("an input is listed twice", None, entry.value.line, entry.value.col)
+    return names
+
+
+def _concat(section: Section, reads: list[Layer], groups: int) -> tuple[Shape, bool]:
+    first = reads[0].out_shape
+    for layer in reads[1:]:
+        if (layer.out_shape.h, layer.out_shape.w) != (first.h, first.w):
+            raise ShapeError(f"inputs `{reads[0].name}` ({first}) and `{layer.name}` ({layer.out_shape}) "
+                             "differ in height or width, so they cannot be concatenated", "input")
+    splits = {layer.split for layer in reads}
+    if len(splits) > 1 and groups > 1:
+        raise ShapeError("cannot concatenate the data layer, whole in every group, with layers "
+                         "split over the groups", "input")
+    return Shape(sum(layer.out_shape.c for layer in reads), first.h, first.w), reads[0].split
+
+
+def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Layer],
+                 every: dict[str, Section], groups: int) -> Layer:
+    if (reason := check_name(section.name)) is not None:
+        raise NetError(f"cannot name a layer `{section.name}`: {reason}", None, section.line, section.col + 1)
+    type_name = _layer_type(section)
+    kind = REGISTRY[type_name]
+    options, where = _read_entries(section, kind.keys, skip=("type", "input"))
+    if type_name == "data":
+        if _entry(section, "input") is not None:
+            entry = _entry(section, "input")
+            raise NetError("the data layer reads no input", None, entry.line, entry.col)
+        inputs, in_shape, split = (), None, False
+    else:
+        inputs = _inputs(section, layers, every, previous)
+        if not inputs:
+            raise NetError(f"[{section.name}] has nothing to read: the first layer must be `type = data`",
+                           None, section.line, section.col)
+    try:
+        if type_name != "data":
+            in_shape, split = _concat(section, [layers[n] for n in inputs], groups)
+            if split and in_shape.c % groups:
+                raise ShapeError(f"{in_shape.c} channels do not split over {groups} groups")
+        out = kind.output(options, in_shape, groups, split)
+        params = kind.params(options, in_shape, out, groups, split) if in_shape else 0
+        flops = kind.flops(options, in_shape, out, groups, split)
+        cross = kind.cross_bytes(options, in_shape, groups, split) if in_shape else 0
+        derived = kind.derived(options, in_shape, out, groups, split) if in_shape else {}
+        split = split or kind.weighted  # weighted layers spread their outputs over the groups
+    except ShapeError as err:
+        spot = where.get(err.key) or _entry(section, err.key or "") or section
+        col = spot.col + 1 if spot is section else spot.col
+        raise NetError(f"[{section.name}] {err}", None, spot.line, col) from None
+    if split and groups > 1 and out.c % groups:
+        raise NetError(f"[{section.name}] outputs {out.c} channels, which do not split over {groups} groups",
+                       None, section.line, section.col + 1)
+    return Layer(section.name, type_name, inputs, frozen(options), in_shape, out, split,
+                 params, flops, cross, section.line, section.col + 1, frozen(derived))
+
+
+def _train_config(section: Section | None, input_shape: Shape) -> TrainConfig:
+    options, _ = _read_entries(section, TRAIN_KEYS) if section else ({k: s.default for k, s in TRAIN_KEYS.items()}, {})
+    schedule, gamma = options.pop("schedule")
+    if options["resize"] is None:
+        options["resize"] = round(input_shape.h * 256 / 224)
+    elif options["resize"] < max(input_shape.h, input_shape.w):
+        entry = _entry(section, "resize")
+        raise NetError(f"`resize` {options['resize']} is smaller than the {input_shape.h}x{input_shape.w} "
+                       "crop the network takes", None, entry.value.line, entry.value.col)
+    return TrainConfig(schedule=schedule, gamma=gamma, **options)
+
+
+def _check(doc: Document) -> Net:
+    specials: dict[str, Section] = {}
+    every: dict[str, Section] = {}
+    for section in doc.sections:
+        if section.name in every or section.name in specials:
+            first = every.get(section.name) or specials[section.name]
+            raise NetError(f"section [{section.name}] appears twice (first on line {first.line})",
+                           None, section.line, section.col + 1)
+        (specials if section.name in ("net", "train") else every)[section.name] = section
+    if not every:
+        raise NetError("no layers: a network needs a `type = data` layer first and a softmax or sigmoid last",
+                       None, 1, 1)
+    net_options, _ = (_read_entries(specials["net"], NET_KEYS) if "net" in specials
+                      else ({"name": None, "groups": 1}, {}))
+    groups = net_options["groups"]
+    layers: dict[str, Layer] = {}
+    previous = None
+    for index, section in enumerate(every.values()):
+        layer = _build_layer(section, previous, layers, every, groups)
+        if (layer.type == "data") != (index == 0):
+            message = ("the first layer must be `type = data`" if index == 0
+                       else "only the first layer can be `type = data`")
+            raise NetError(message, None, section.line, section.col + 1)
+        is_last = index == len(every) - 1
+        if (layer.type in OUTPUT_TYPES) != is_last:
+            message = ("the last layer must be the output: `type = softmax` or `type = sigmoid`" if is_last
+                       else f"a `{layer.type}` output must be the last layer")
+            raise NetError(message, None, section.line, section.col + 1)
+        layers[layer.name] = layer
+        previous = layer
+    name = net_options["name"] or _default_name(doc.path)
+    data = next(iter(layers.values()))
+    train = _train_config(specials.get("train"), data.out_shape)
+    net = Net(name, doc.path, doc.text, groups, tuple(layers.values()), train)
+    net.lint()
+    return net
+
+
+def _default_name(path: str) -> str:
+    stem = Path(path).stem
+    return stem if stem.isidentifier() and not keyword.iskeyword(stem) else "net"
+
+
+def check(doc: Document) -> Net:
+    """Check a parsed document and infer every shape; raise NetError pointing into the file."""
+    try:
+        return _check(doc)
+    except NetError as err:
+        err.path = doc.path
+        raise

@@ -1,0 +1,61 @@
+"""The `netdsl` command: one subcommand a module, each with add_arguments(parser) and run(args).
+
+    netdsl compile nets/alexnet.net            # the per-layer table
+    netdsl train nets/alexnet.net              # train on the built-in data
+
+A user error (NetError) prints one line on stderr and exits 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import NetError
+
+COMMANDS = {
+    "compile": ("netdsl.report", "check a network and print its layers; -o writes the generated Python"),
+    "diff": ("netdsl.netdiff", "compare two networks layer by layer"),
+    "train": ("netdsl.train", "train a network"),
+    "eval": ("netdsl.evaluate", "top-1 and top-5 error of a checkpoint"),
+    "data": ("netdsl.datacli", "prepare image folders and datasets"),
+    "plot": ("netdsl.plot", "draw a run's loss and error curves to a PNG"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a bad flag is a user error: exit 2 with one line, as argparse does
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="netdsl", description="Networks as text files, compiled to PyTorch.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue  # a command not built yet
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except NetError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netdsl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

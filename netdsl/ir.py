@@ -1,0 +1,145 @@
+"""The checked network: a small immutable IR that every later stage reads.
+
+    net = netdsl.parse_file("nets/alexnet.net")
+    net.layer("conv1").out_shape          # Shape(c=96, h=55, w=55)
+    net.lint()                            # re-checks the invariants; raises AssertionError if broken
+
+Shapes count all groups together: conv1 of AlexNet is 96 x 55 x 55, 48 channels per group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple
+
+OUTPUT_TYPES = ("softmax", "sigmoid")
+
+
+class Shape(NamedTuple):
+    c: int
+    h: int
+    w: int
+
+    def __str__(self) -> str:
+        return f"{self.c}x{self.h}x{self.w}"
+
+    @property
+    def numel(self) -> int:
+        return self.c * self.h * self.w
+
+
+def frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    type: str
+    inputs: tuple[str, ...]           # the layers read, concatenated along channels; () for data
+    options: Mapping[str, Any]        # every key of the type, defaults filled in
+    in_shape: Shape | None            # what the layer reads (inputs concatenated); None for data
+    out_shape: Shape
+    split: bool                       # output split by channels over the groups (data: whole in each)
+    params: int
+    flops: int                        # forward FLOPs for one image, a multiply-add counting 2
+    cross_bytes: int                  # float32 bytes one image sends between groups in the forward
+    line: int
+    col: int
+    derived: Mapping[str, Any] = field(default_factory=lambda: frozen({}))  # facts templates need
+
+    @property
+    def neurons(self) -> int:
+        return self.out_shape.numel
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The [train] section with defaults filled in (DESIGN.md, 'The [train] section')."""
+    batch: int = 128
+    epochs: int = 90
+    optimizer: str = "sgd"            # sgd | nesterov
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    schedule: str = "plateau"         # plateau | step | none
+    gamma: float = 0.1                # the factor: 0.1 on a plateau, g for step(g)
+    patience: int = 2
+    resize: int = 256
+    flip: bool = True
+    lighting: float = 0.1
+    mean: str = "image"               # image | channel | none
+    test: str = "center"              # center | tencrop
+
+
+@dataclass(frozen=True)
+class Net:
+    name: str
+    path: str
+    text: str                         # the .net source, kept so runs and checkpoints carry it
+    groups: int
+    layers: tuple[Layer, ...]
+    train: TrainConfig
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def data(self) -> Layer:
+        return self.layers[0]
+
+    @property
+    def output(self) -> Layer:
+        return self.layers[-1]
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.data.out_shape
+
+    @property
+    def classes(self) -> int:
+        return self.output.out_shape.c
+
+    @property
+    def class_name(self) -> str:
+        """The generated module's class: `si_alexnet` becomes `SiAlexnet`."""
+        return "".join(part[:1].upper() + part[1:] for part in self.name.split("_") if part) or "Net"
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def neurons(self) -> int:
+        return sum(layer.neurons for layer in self.layers[1:])
+
+    @property
+    def flops(self) -> int:
+        return sum(layer.flops for layer in self.layers)
+
+    @property
+    def cross_bytes(self) -> int:
+        return sum(layer.cross_bytes for layer in self.layers)
+
+    def lint(self) -> None:
+        """Re-check the invariants every stage after `check` relies on."""
+        assert self.groups >= 1
+        assert self.layers and self.data.type == "data" and self.output.type in OUTPUT_TYPES
+        seen: dict[str, Layer] = {}
+        for index, layer in enumerate(self.layers):
+            assert layer.name.isidentifier() and layer.name not in seen, layer.name
+            assert (layer.type == "data") == (index == 0), layer.name
+            assert (layer.type in OUTPUT_TYPES) == (index == len(self.layers) - 1), layer.name
+            for name in layer.inputs:
+                assert name in seen, f"{layer.name} reads {name}, not defined above it"
+            if layer.inputs:
+                reads = [seen[name].out_shape for name in layer.inputs]
+                assert all((s.h, s.w) == (reads[0].h, reads[0].w) for s in reads), layer.name
+                assert layer.in_shape == Shape(sum(s.c for s in reads), reads[0].h, reads[0].w)
+            if layer.split:
+                assert layer.out_shape.c % self.groups == 0, layer.name
+            assert min(layer.out_shape) >= 1 and layer.params >= 0, layer.name
+            seen[layer.name] = layer

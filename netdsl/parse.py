@@ -1,0 +1,170 @@
+"""Stage 1, parse: `.net` text to sections of entries, every one with its line and column.
+
+    doc = parse_text(open("nets/alexnet.net").read(), "nets/alexnet.net")
+    doc.sections[1].entries[0]   # Entry(key='type', value=Value('name', 'conv', ...), line=9, col=1)
+
+Nothing here knows what a layer is; that is the checker's job (check.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import lark
+from lark import Lark, Transformer, v_args
+
+from .errors import NetError
+from .resources import resource_dir
+
+
+@dataclass(frozen=True)
+class Value:
+    """One value as written. kind: int, float, name, shape, list or call.
+
+    data: int | float | str | tuple[int, ...] (shape) | tuple[Value, ...] (list)
+    | tuple[str, tuple[Value, ...]] (call: function name, arguments).
+    """
+    kind: str
+    data: Any
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        if self.kind == "shape":
+            return "x".join(map(str, self.data))
+        if self.kind == "list":
+            return ", ".join(map(str, self.data))
+        if self.kind == "call":
+            name, args = self.data
+            return f"{name}({', '.join(map(str, args))})"
+        return str(self.data)
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: Value
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    entries: tuple[Entry, ...]
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Document:
+    path: str
+    text: str
+    sections: tuple[Section, ...]
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = (resource_dir("grammars") / "netdsl.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+class _ToDocument(Transformer):
+    """Lark tree to the dataclasses above."""
+
+    def start(self, sections):
+        return tuple(sections)
+
+    def section(self, children):
+        name, *entries = children
+        return Section(str(name), tuple(entries), name.line, name.column - 1)
+
+    def entry(self, children):
+        key, value = children
+        return Entry(str(key), value, key.line, key.column)
+
+    def shape(self, children):
+        (tok,) = children
+        return Value("shape", tuple(int(p) for p in tok.split("x")), tok.line, tok.column)
+
+    def float(self, children):
+        (tok,) = children
+        return Value("float", float(tok), tok.line, tok.column)
+
+    def int(self, children):
+        (tok,) = children
+        return Value("int", int(tok), tok.line, tok.column)
+
+    def name(self, children):
+        (tok,) = children
+        return Value("name", str(tok), tok.line, tok.column)
+
+    def call(self, children):
+        fn, *args = children
+        return Value("call", (str(fn), tuple(args)), fn.line, fn.column)
+
+    def list(self, items):
+        return Value("list", tuple(items), items[0].line, items[0].col)
+
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "SHAPE": "a shape like 3x224x224",
+    "EQUAL": "`=`", "LSQB": "`[`", "RSQB": "`]`", "LPAR": "`(`", "RPAR": "`)`",
+    "COMMA": "`,`", "_NL": "the end of the line", "$END": "the end of the file",
+    "SIGNED_NUMBER": "a number",
+}
+
+
+def _describe(token: lark.Token) -> str:
+    return "the end of the file" if token.type == "$END" else f"`{token}`"
+
+
+def _expected(names) -> str:
+    words = sorted({_TOKEN_WORDS.get(n, f"`{n}`") for n in names})
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _decode(data: bytes | str, path: str) -> str:
+    if isinstance(data, bytes):
+        if b"\0" in data:
+            raise NetError("this is a binary file, not a network description", path, 1, 1)
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            raise NetError("the file is not UTF-8 text", path, line, 1) from None
+    if "\0" in data:
+        raise NetError("this is a binary file, not a network description", path, 1, 1)
+    # A byte-order mark, CRLF or CR line endings and a missing final newline are all fine.
+    text = data.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def parse_text(data: bytes | str, path: str = "<string>") -> Document:
+    """Parse `.net` text (str or raw bytes) into a Document; raise NetError with line and column."""
+    text = _decode(data, path)
+    try:
+        tree = _parser().parse(text)
+    except lark.UnexpectedCharacters as err:
+        char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        what = f"unexpected character `{char}`" if char.isprintable() else f"unexpected character {char!r}"
+        hint = "; expected " + _expected(err.allowed) if err.allowed else ""
+        raise NetError(what + hint, path, err.line, err.column) from None
+    except lark.UnexpectedToken as err:
+        if err.token.type == "$END":
+            line, col = text.count("\n"), 1
+        else:
+            line, col = err.line, err.column
+        if err.token.type == "_NL":
+            message = f"the line ends too soon; expected {_expected(err.expected)}"
+        else:
+            message = f"unexpected {_describe(err.token)}; expected {_expected(err.expected)}"
+        if err.token.type == "NAME" and "LSQB" in err.expected and len(err.expected) <= 2:
+            message = f"`{err.token}` stands outside any section; start one with `[name]` first"
+        raise NetError(message, path, line, col) from None
+    except lark.UnexpectedEOF as err:
+        raise NetError(f"the file ends early; expected {_expected(err.expected)}", path,
+                       text.count("\n"), 1) from None
+    sections = _ToDocument().transform(tree)
+    return Document(path, text, sections)
