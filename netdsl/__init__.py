@@ -16,11 +16,12 @@ from pathlib import Path
 from .check import check
 from .errors import NetError
 from .ir import Layer, Net, Shape, TrainConfig
+from .load import load_source
 from .parse import parse_text
 from .render import BACKENDS, render
 
 __all__ = ["NetError", "Net", "Layer", "Shape", "TrainConfig", "parse_file", "parse_string",
-           "compile_net", "generate_source", "load_net"]
+           "compile_net", "generate_source", "load_source", "load_net"]
 
 
 def parse_string(text: str | bytes, path: str = "<string>") -> Net:
@@ -67,8 +68,6 @@ def compile_net(net: Net | str | Path, backend: str = "auto", devices=None):
     devices: None keeps the module on the CPU, groups fused; one device moves it there;
     one device per group places group g on devices[g] (see netdsl/placement.py).
     """
-    from .load import load_source
-
     net = load_net(net)
     backend = resolve_backend(backend, devices)
     module = load_source(render(net, backend), net.name)

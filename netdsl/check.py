@@ -51,6 +51,8 @@ MODULE_ATTRIBUTES = frozenset("""
     set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu
     zero_grad self super
 """.split())
+# Globals of every generated module (render.py also refuses a clash with any helper it emits).
+GENERATED_GLOBALS = frozenset({"torch", "nn", "F", "triton", "tl", "build"})
 
 
 def check_name(name: str) -> str | None:
@@ -61,6 +63,8 @@ def check_name(name: str) -> str | None:
         return "names starting with `_` are reserved for the generated code"
     if name in MODULE_ATTRIBUTES:
         return f"`{name}` is already an attribute of every torch.nn.Module"
+    if name in GENERATED_GLOBALS:
+        return f"the generated code uses `{name}` for itself"
     return None
 
 
@@ -142,7 +146,7 @@ def _concat(section: Section, reads: list[Layer], groups: int) -> tuple[Shape, b
 def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Layer],
                  every: dict[str, Section], groups: int) -> Layer:
     if (reason := check_name(section.name)) is not None:
-        raise NetError(f"cannot name a layer `{section.name}`: {reason}", None, section.line, section.col + 1)
+        raise NetError(f"cannot name a layer `{section.name}`: {reason}", None, section.line, section.col)
     type_name = _layer_type(section)
     kind = REGISTRY[type_name]
     options, where = _read_entries(section, kind.keys, skip=("type", "input"))
@@ -169,13 +173,12 @@ def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Lay
         split = split or kind.weighted  # weighted layers spread their outputs over the groups
     except ShapeError as err:
         spot = where.get(err.key) or _entry(section, err.key or "") or section
-        col = spot.col + 1 if spot is section else spot.col
-        raise NetError(f"[{section.name}] {err}", None, spot.line, col) from None
+        raise NetError(f"[{section.name}] {err}", None, spot.line, spot.col) from None
     if split and groups > 1 and out.c % groups:
         raise NetError(f"[{section.name}] outputs {out.c} channels, which do not split over {groups} groups",
-                       None, section.line, section.col + 1)
+                       None, section.line, section.col)
     return Layer(section.name, type_name, inputs, frozen(options), in_shape, out, split,
-                 params, flops, cross, section.line, section.col + 1, frozen(derived))
+                 params, flops, cross, section.line, section.col, frozen(derived))
 
 
 def _train_config(section: Section | None, input_shape: Shape) -> TrainConfig:
@@ -197,7 +200,7 @@ def _check(doc: Document) -> Net:
         if section.name in every or section.name in specials:
             first = every.get(section.name) or specials[section.name]
             raise NetError(f"section [{section.name}] appears twice (first on line {first.line})",
-                           None, section.line, section.col + 1)
+                           None, section.line, section.col)
         (specials if section.name in ("net", "train") else every)[section.name] = section
     if not every:
         raise NetError("no layers: a network needs a `type = data` layer first and a softmax or sigmoid last",
@@ -212,12 +215,12 @@ def _check(doc: Document) -> Net:
         if (layer.type == "data") != (index == 0):
             message = ("the first layer must be `type = data`" if index == 0
                        else "only the first layer can be `type = data`")
-            raise NetError(message, None, section.line, section.col + 1)
+            raise NetError(message, None, section.line, section.col)
         is_last = index == len(every) - 1
         if (layer.type in OUTPUT_TYPES) != is_last:
             message = ("the last layer must be the output: `type = softmax` or `type = sigmoid`" if is_last
                        else f"a `{layer.type}` output must be the last layer")
-            raise NetError(message, None, section.line, section.col + 1)
+            raise NetError(message, None, section.line, section.col)
         layers[layer.name] = layer
         previous = layer
     name = net_options["name"] or _default_name(doc.path)

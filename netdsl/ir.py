@@ -114,7 +114,8 @@ class Net:
 
     @property
     def neurons(self) -> int:
-        return sum(layer.neurons for layer in self.layers[1:])
+        """Units of the weighted layers, as the AlexNet paper counts its 650,000 neurons."""
+        return sum(layer.neurons for layer in self.layers if layer.params)
 
     @property
     def flops(self) -> int:

@@ -78,7 +78,7 @@ class _ToDocument(Transformer):
 
     def section(self, children):
         name, *entries = children
-        return Section(str(name), tuple(entries), name.line, name.column - 1)
+        return Section(str(name), tuple(entries), name.line, name.column - 1)  # the `[`
 
     def entry(self, children):
         key, value = children
@@ -120,7 +120,12 @@ def _describe(token: lark.Token) -> str:
     return "the end of the file" if token.type == "$END" else f"`{token}`"
 
 
-def _expected(names) -> str:
+def _expected(names, text: str = "", line: int = 0, col: int = 0) -> str:
+    """The expected tokens in words; `)` only inside an open call on that line."""
+    if line:
+        before = text.split("\n")[line - 1][:col - 1]
+        if before.count("(") <= before.count(")"):
+            names = [n for n in names if n != "RPAR"]
     words = sorted({_TOKEN_WORDS.get(n, f"`{n}`") for n in names})
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
@@ -149,7 +154,7 @@ def parse_text(data: bytes | str, path: str = "<string>") -> Document:
     except lark.UnexpectedCharacters as err:
         char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         what = f"unexpected character `{char}`" if char.isprintable() else f"unexpected character {char!r}"
-        hint = "; expected " + _expected(err.allowed) if err.allowed else ""
+        hint = "; expected " + _expected(err.allowed, text, err.line, err.column) if err.allowed else ""
         raise NetError(what + hint, path, err.line, err.column) from None
     except lark.UnexpectedToken as err:
         if err.token.type == "$END":
@@ -157,9 +162,9 @@ def parse_text(data: bytes | str, path: str = "<string>") -> Document:
         else:
             line, col = err.line, err.column
         if err.token.type == "_NL":
-            message = f"the line ends too soon; expected {_expected(err.expected)}"
+            message = f"the line ends too soon; expected {_expected(err.expected, text, line, col)}"
         else:
-            message = f"unexpected {_describe(err.token)}; expected {_expected(err.expected)}"
+            message = f"unexpected {_describe(err.token)}; expected {_expected(err.expected, text, line, col)}"
         if err.token.type == "NAME" and "LSQB" in err.expected and len(err.expected) <= 2:
             message = f"`{err.token}` stands outside any section; start one with `[name]` first"
         raise NetError(message, path, line, col) from None

@@ -53,11 +53,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def _macros(layer_type: str):
+def layer_macros(layer_type: str):
     return environment().get_template(f"layers/{layer_type}.py.j2").module
 
 
-def _input_expr(net: Net, layer: Layer, flat: dict[str, bool]) -> str:
+def input_expr(net: Net, layer: Layer, flat: dict[str, bool]) -> str:
     """The expression a layer reads, in the form it wants; several inputs concatenated per group."""
     form = REGISTRY[layer.type].input_form(layer)
     if form == "any":
@@ -81,8 +81,8 @@ def _forward_lines(net: Net, backend: str) -> list[tuple[str, str]]:
     lines: list[tuple[str, str]] = []
     flat = flat_layers(net)
     for layer in net.layers[1:]:
-        x = _input_expr(net, layer, flat)
-        expression = str(_macros(layer.type).forward(layer, net, x, backend)).strip()
+        x = input_expr(net, layer, flat)
+        expression = str(layer_macros(layer.type).forward(layer, net, x, backend)).strip()
         if layer is net.output:
             lines.append((f"return {expression}", f"N x {net.classes} logits"))
         else:
@@ -127,9 +127,9 @@ def render(net: Net, backend: str = "torch") -> str:
     source = environment().get_template("module.py.j2").render(
         net=net, backend=backend, helpers=_helpers(net, backend),
         init_lines=[line for layer in net.layers
-                    for line in str(_macros(layer.type).init(layer, net)).strip().splitlines()],
+                    for line in str(layer_macros(layer.type).init(layer, net)).strip().splitlines()],
         weight_lines=[line for layer in net.layers
-                      for line in str(_macros(layer.type).weights(layer, net)).strip().splitlines()],
+                      for line in str(layer_macros(layer.type).weights(layer, net)).strip().splitlines()],
         forward=[f"{code:<{width}}  # {comment}" for code, comment in forward],
         data_comment=f"N x {net.input_shape.c} x {net.input_shape.h} x {net.input_shape.w}",
     )

@@ -31,7 +31,7 @@ def _number(value: Value, what: str) -> float:
     if value.kind not in ("int", "float"):
         fail(value, f"expected {what}, got `{value}`")
     if not math.isfinite(value.data):
-        fail(value, f"expected a finite number, got `{value}`")
+        fail(value, "this number is too large for a 64-bit float")
     return value.data
 
 

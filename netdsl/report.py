@@ -1,0 +1,86 @@
+"""`netdsl compile NET`: check a network, print its per-layer table (or JSON), write its source.
+
+    netdsl compile nets/alexnet.net                 # the table
+    netdsl compile nets/alexnet.net --json          # the same as JSON
+    netdsl compile nets/alexnet.net -o alexnet.py   # also write the generated Python
+
+Parameters and FLOPs are per image; a multiply-add counts as 2 FLOPs. `neurons` is C*H*W of a
+layer's output; the total counts the weighted layers, as the AlexNet paper does. `cross`
+is the float32 bytes one image sends between groups in the forward pass.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import NetError
+from .ir import Net
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("net", metavar="NET", help="the .net file")
+    parser.add_argument("-o", "--output", metavar="FILE.py", help="write the generated Python source here")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--backend", choices=("torch", "triton", "auto"), default="auto",
+                        help="the backend of the source -o writes (auto: triton where CUDA is available)")
+
+
+def report(net: Net) -> dict:
+    """The report as plain data, the shape `--json` prints."""
+    return {
+        "name": net.name,
+        "groups": net.groups,
+        "layers": [{"name": layer.name, "type": layer.type, "output": list(layer.out_shape),
+                    "params": layer.params, "neurons": layer.neurons, "flops": layer.flops,
+                    "cross_bytes": layer.cross_bytes} for layer in net.layers],
+        "params": net.params,
+        "neurons": net.neurons,
+        "flops": net.flops,
+        "cross_bytes": net.cross_bytes,
+    }
+
+
+def table(net: Net) -> str:
+    """The report as an aligned text table with a totals row."""
+    header = ("layer", "type", "output", "params", "neurons", "FLOPs", "cross")
+    rows = [(layer.name, layer.type, str(layer.out_shape), f"{layer.params:,}", f"{layer.neurons:,}",
+             f"{layer.flops:,}", f"{layer.cross_bytes:,}" if layer.cross_bytes else "")
+            for layer in net.layers]
+    totals = ("total", "", "", f"{net.params:,}", f"{net.neurons:,}", f"{net.flops:,}", f"{net.cross_bytes:,}")
+    widths = [max(len(row[i]) for row in [header, *rows, totals]) for i in range(len(header))]
+
+    def line(row):
+        cells = [cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    title = f"{net.name}: {len(net.layers)} layers, {net.groups} group{'s' if net.groups > 1 else ''}"
+    return "\n".join([title, line(header), rule, *map(line, rows), rule, line(totals)])
+
+
+def _backend(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import torch
+    return "triton" if torch.cuda.is_available() else "torch"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise NetError(f"cannot write it: {err.strerror}", str(path)) from None
+
+
+def run(args) -> int:
+    from . import generate_source, parse_file
+
+    net = parse_file(args.net)
+    if args.output:
+        write_atomically(Path(args.output), generate_source(net, _backend(args.backend)))
+    print(json.dumps(report(net), indent=2) if args.json else table(net))
+    return 0

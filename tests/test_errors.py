@@ -1,0 +1,110 @@
+"""Every broken file in tests/broken/ exits 2 with one `path:line:col: error:` line, no traceback.
+
+Each expectation names the line and column of the fault and a phrase the message must hold,
+so a message that points at the wrong spot, or says something vague, fails.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netdsl.cli import main
+
+BROKEN = Path(__file__).parent / "broken"
+
+EXPECTED = {  # file: (line, col, phrase)
+    "bad_init_std": (22, 11, "standard deviation"),
+    "bad_scales": (10, 11, "above 0, got 0"),
+    "binary_file": (1, 1, "binary file"),
+    "concat_sizes_differ": (22, 1, "differ in height or width"),
+    "cycle_reads_below": (15, 10, "defined below it"),
+    "cycle_reads_itself": (15, 10, "reads itself"),
+    "data_not_first": (4, 1, "the first layer must be `type = data`"),
+    "dropout_p_one": (21, 8, "below 1, got 1"),
+    "duplicate_key": (12, 1, "`size` is set twice in [conv1] (first on line 11)"),
+    "duplicate_section": (19, 1, "section [conv1] appears twice (first on line 8)"),
+    "empty_file": (1, 1, "no layers"),
+    "filters_not_divisible_by_groups": (10, 1, "`filters` 7 is not divisible by the 2 groups"),
+    "hostile_name_dunder": (14, 1, "names starting with `_` are reserved"),
+    "hostile_name_forward": (14, 1, "attribute of every torch.nn.Module"),
+    "hostile_name_keyword": (14, 1, "`class` is a Python keyword"),
+    "hostile_name_self": (14, 1, "cannot name a layer `self`"),
+    "hostile_name_torch": (14, 1, "the generated code uses `torch`"),
+    "hostile_name_training": (14, 1, "cannot name a layer `training`"),
+    "hostile_net_name": (3, 17, "unexpected `os`"),
+    "hostile_value_call": (22, 22, "unexpected character `'`"),
+    "hostile_value_code": (10, 12, "unexpected `)`"),
+    "hostile_value_string": (12, 11, 'unexpected character `"`'),
+    "infinite_number": (16, 9, "too large for a 64-bit float"),
+    "kernel_larger_than_input": (11, 1, "a kernel of size 40 does not fit an input of 32"),
+    "lrn_even_size": (16, 1, "`size` must be odd"),
+    "missing_required_key": (8, 1, "needs the key `filters`"),
+    "missing_type": (14, 1, "needs `type = ...`"),
+    "misspelt_choice": (12, 11, "(did you mean `relu`?)"),
+    "misspelt_input": (15, 10, "unknown input `covn1` (did you mean `conv1`?)"),
+    "no_output_layer": (19, 1, "the last layer must be the output"),
+    "not_utf8": (8, 1, "not UTF-8"),
+    "only_comments": (1, 1, "no layers"),
+    "output_not_last": (19, 1, "must be the last layer"),
+    "outputs_not_divisible_by_groups": (21, 1, "`outputs` 10 is not divisible by the 4 groups"),
+    "pool_pad_too_big": (18, 1, "more than half the window"),
+    "scale_too_small": (10, 1, "at scale 0.05 the input is 1x1"),
+    "syntax_bad_section_name": (14, 2, "unexpected `1`; expected a name"),
+    "syntax_key_outside_section": (1, 1, "stands outside any section"),
+    "syntax_missing_equals": (10, 9, "expected `=`"),
+    "syntax_missing_value": (11, 10, "the line ends too soon"),
+    "syntax_stray_character": (10, 12, "unexpected character `$`"),
+    "syntax_two_values": (12, 16, "unexpected `tanh`"),
+    "syntax_unclosed_section": (8, 7, "expected `]`"),
+    "train_bad_schedule": (27, 12, "`step(g)` takes one factor"),
+    "train_resize_below_crop": (27, 10, "`resize` 16 is smaller than the 32x32 crop"),
+    "train_unknown_key": (27, 1, "unknown key `learning_rate` for `train`"),
+    "unknown_input": (15, 10, "unknown input `conv9` (did you mean `conv1`?)"),
+    "unknown_key": (10, 1, "unknown key `filtres` for this layer type (did you mean `filters`?)"),
+    "unknown_type": (9, 11, "unknown layer type `convv` (did you mean `conv`?)"),
+    "wrong_shape_rank": (6, 9, "expected a shape C x H x W"),
+    "wrong_type_float_for_int": (10, 11, "expected an integer, got `8.5`"),
+    "wrong_type_number_for_name": (12, 11, "got `3`"),
+}
+
+
+def test_the_corpus_is_complete():
+    on_disk = {path.stem for path in BROKEN.glob("*.net")}
+    assert on_disk == set(EXPECTED)
+    assert len(on_disk) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_file_exits_2_pointing_at_the_fault(name, capsys):
+    path = str(BROKEN / f"{name}.net")
+    line, col, phrase = EXPECTED[name]
+    assert main(["compile", path]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"{path}:{line}:{col}: error: "), err
+    assert phrase in err
+
+
+@pytest.mark.parametrize("name", ["hostile_value_code", "binary_file", "hostile_name_dunder", "empty_file"])
+def test_a_real_process_prints_one_line_and_no_traceback(name, tmp_path):
+    pwned = Path("/tmp/netdsl_pwned")
+    pwned.unlink(missing_ok=True)
+    result = subprocess.run([sys.executable, "-m", "netdsl", "compile", str(BROKEN / f"{name}.net"),
+                             "-o", str(tmp_path / "out.py")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert ": error: " in result.stderr
+    assert not (tmp_path / "out.py").exists() and not pwned.exists()
+
+
+def test_missing_file_and_bad_flag_exit_2(tmp_path, capsys):
+    assert main(["compile", str(tmp_path / "absent.net")]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'absent.net'}: error: no such file"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compile", "nets/alexnet.net", "--backend", "cuda"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'cuda'" in capsys.readouterr().err
