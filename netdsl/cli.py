@@ -21,6 +21,7 @@ COMMANDS = {
     "eval": ("netdsl.evaluate", "top-1 and top-5 error of a checkpoint"),
     "data": ("netdsl.datacli", "prepare image folders and datasets"),
     "plot": ("netdsl.plot", "draw a run's loss and error curves to a PNG"),
+    "invariance": ("netdsl.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
 }
 
 

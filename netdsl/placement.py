@@ -53,7 +53,7 @@ from torch.nn.utils import skip_init
 from .errors import NetError
 from .ir import Layer, Net
 from .layers import REGISTRY
-from .render import input_expr, layer_macros, flat_layers
+from .render import layer_code
 
 
 class Transfer(NamedTuple):
@@ -219,12 +219,9 @@ class SplitNet(nn.Module):
 def _steps(net: Net, backend: str) -> list[Step]:
     """Each layer after data, its input expression and template code rendered for one group."""
     one_group = dataclasses.replace(net, groups=1)  # what the templates see: a single group's share
-    flat = flat_layers(net)
     steps = []
-    for layer in net.layers[1:]:
+    for layer, inputs, code in layer_code(one_group, backend, x="x"):
         where = f"<{net.name}: {layer.name}, one group>"
-        inputs = input_expr(one_group, layer, flat)
-        code = str(layer_macros(layer.type).forward(layer, one_group, "x", backend)).strip()
         steps.append(Step(layer, _reads_every_group(net, layer),
                           compile(inputs, where, "eval"), compile(code, where, "eval")))
     return steps

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 from functools import lru_cache
+from typing import NamedTuple
 
 import jinja2
 
@@ -76,13 +77,29 @@ def input_expr(net: Net, layer: Layer, flat: dict[str, bool]) -> str:
     return f"group_cat([{', '.join(names)}], groups={net.groups})"
 
 
+class LayerCode(NamedTuple):
+    layer: Layer
+    reads: str       # the expression of what the layer reads
+    computes: str    # the expression of its output, reading `reads` (or the name passed as `x`)
+
+
+def layer_code(net: Net, backend: str, x: str | None = None) -> list[LayerCode]:
+    """Each layer after data as code. forward() is built from it; so are the split placement
+    (netdsl/placement.py) and the invariance taps (netdsl/invariance.py), which run it layer by layer."""
+    flat = flat_layers(net)
+    code = []
+    for layer in net.layers[1:]:
+        reads = input_expr(net, layer, flat)
+        computes = str(layer_macros(layer.type).forward(layer, net, x or reads, backend)).strip()
+        code.append(LayerCode(layer, reads, computes))
+    return code
+
+
 def _forward_lines(net: Net, backend: str) -> list[tuple[str, str]]:
     """(code, shape comment) for each line of forward()."""
-    lines: list[tuple[str, str]] = []
     flat = flat_layers(net)
-    for layer in net.layers[1:]:
-        x = input_expr(net, layer, flat)
-        expression = str(layer_macros(layer.type).forward(layer, net, x, backend)).strip()
+    lines = []
+    for layer, _, expression in layer_code(net, backend):
         if layer is net.output:
             lines.append((f"return {expression}", f"N x {net.classes} logits"))
         else:
