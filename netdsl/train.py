@@ -1,0 +1,373 @@
+"""`netdsl train`: a network trained with its [train] recipe, the paper's SGD and schedule.
+
+    netdsl train nets/alexnet.net                           # on the built-in shapes, 5 epochs
+    netdsl train nets/alexnet.net --data imagenet/ --out runs/alexnet
+    netdsl train nets/alexnet.net --data imagenet/ --resume  # continue runs/alexnet
+
+--epochs, --batch and --lr override the [train] section. Without --data the run uses the
+built-in dataset (netdsl/synthetic.py) and, unless --epochs says otherwise, 5 epochs rather
+than the [train] section's (90 for AlexNet), so a first run ends in minutes.
+
+RUN (default runs/<net name>) receives checkpoint.pt after every epoch and best.pt whenever
+the validation top-1 error improves, metrics.jsonl (a JSON object an epoch), <name>.net (the
+text trained) and <name>.py (the generated source). A run stopped at any moment, even by
+SIGKILL, resumes with --resume from the end of its last complete epoch and ends with the same
+weights as a run never stopped: checkpoints are replaced atomically, and data order and
+augmentation depend only on (seed, epoch, image).
+
+The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
+for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
+epoch. The lr logged for an epoch is the one it trained with.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import checkpoint, data, synthetic
+from .errors import NetError
+from .evaluate import (add_model_arguments, build_model, count, default_devices, default_workers,
+                       evaluate, flushing_denormals, load_weights, positive)
+from .optim import get_lr, make_optimizer, set_lr
+from .placement import load_optimizer_state, optimizer_state
+
+FORMAT = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("net", metavar="NET", help="the .net file")
+    parser.add_argument("--data", metavar="DIR",
+                        help="a folder with train/<class>/<image> and val/<class>/<image> "
+                             "(default: the built-in shapes dataset)")
+    parser.add_argument("--out", metavar="RUN", help="the run folder (default: runs/<net name>)")
+    parser.add_argument("--epochs", type=positive, metavar="N", help="override [train] epochs")
+    parser.add_argument("--batch", type=positive, metavar="N", help="override [train] batch")
+    parser.add_argument("--lr", type=positive_float, metavar="X", help="override [train] lr")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    parser.add_argument("--seed", type=count, metavar="N",
+                        help="seeds the initial weights, data order, augmentation and dropout "
+                             "(default 0, or the resumed run's)")
+    add_model_arguments(parser)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got `{text}`") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got `{text}`")
+    return value
+
+
+# ---------------------------------------------------------------- the schedule
+
+@dataclasses.dataclass
+class Schedule:
+    """The lr after each epoch, and the best validation error so far (best.pt's)."""
+    kind: str
+    gamma: float
+    patience: int
+    best_err: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def after_epoch(self, epoch: int, lr: float, val_err: float) -> tuple[float, bool]:
+        """The next epoch's lr, and whether this epoch is the best so far."""
+        improved = val_err < self.best_err
+        if improved:
+            self.best_err, self.best_epoch, self.bad_epochs = val_err, epoch, 0
+        else:
+            self.bad_epochs += 1
+        if self.kind == "step":
+            lr *= self.gamma
+        elif self.kind == "plateau" and self.bad_epochs >= self.patience:
+            lr, self.bad_epochs = lr * self.gamma, 0
+        return lr, improved
+
+
+# ---------------------------------------------------------------- one epoch
+
+class LossNotFinite(Exception):
+    def __init__(self, value: float, step: int):
+        super().__init__(f"{value} at step {step}")
+        self.value, self.step = value, step
+
+
+def train_loss(logits: torch.Tensor, y: torch.Tensor, output_type: str) -> torch.Tensor:
+    """The batch mean: cross-entropy, or binary cross-entropy summed over the classes."""
+    if output_type == "softmax":
+        return F.cross_entropy(logits.float(), y)
+    target = F.one_hot(y, logits.shape[1]).float()
+    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / len(y)
+
+
+def train_epoch(model, loader, optimizer, output_type: str, device, problems: data.ProblemLog,
+                epoch: int, epochs: int) -> dict:
+    model.train()
+    loader.sampler.set_epoch(epoch)
+    total, images, wait = 0.0, 0, 0.0
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
+               disable=None, file=sys.stderr)
+    start = ready = time.perf_counter()
+    for step, batch in enumerate(loader):
+        wait += time.perf_counter() - ready
+        problems.note(batch.problems)
+        if batch.x is not None:
+            logits = model(batch.x.to(device, non_blocking=True))
+            loss = train_loss(logits, batch.y.to(logits.device), output_type)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise LossNotFinite(value, step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += value * len(batch.y)
+            images += len(batch.y)
+            bar.set_postfix(loss=f"{value:.3f}",
+                            img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
+        bar.update()
+        ready = time.perf_counter()
+    bar.close()
+    if not images:
+        raise NetError("no training image could be read this epoch: every one was skipped")
+    return {"train_loss": total / images, "images_per_s": images / (time.perf_counter() - start),
+            "data_wait_s": wait}
+
+
+# ---------------------------------------------------------------- the run folder
+
+def _append_line(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _trim_metrics(path: Path, last_epoch: int) -> None:
+    """Keep the epochs the checkpoint holds: a run killed after logging an epoch but before its
+    checkpoint logs that epoch again when resumed."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
+
+
+def _open_run(run_dir: Path, resume: bool) -> dict | None:
+    """The checkpoint to resume from, or None for a fresh run; NetError where that is wrong."""
+    latest = run_dir / "checkpoint.pt"
+    if resume:
+        if not latest.exists():
+            raise NetError("nothing to resume: no checkpoint.pt (run without --resume to start)",
+                           str(run_dir))
+        return checkpoint.load(latest)
+    if latest.exists():
+        raise NetError("already holds a run; pass --resume to continue it or --out to start "
+                       "another", str(run_dir))
+    return None
+
+
+def _resolve(args, net, state):
+    """The [train] recipe with the flags applied, and the seed."""
+    overrides = {key: getattr(args, key) for key in ("epochs", "batch", "lr")
+                 if getattr(args, key) is not None}
+    if args.data is None and args.epochs is None:
+        overrides["epochs"] = min(synthetic.EPOCHS, net.train.epochs)
+    config = dataclasses.replace(net.train, **overrides)
+    seed = args.seed if args.seed is not None else (state["seed"] if state else 0)
+    return config, seed
+
+
+def _data_folder(args, net) -> Path:
+    if args.data is not None:
+        return Path(args.data)
+    root = synthetic.builtin_dataset(net)
+    print(f"no --data: training on the built-in shapes at {root} "
+          f"({synthetic.class_count(net)} classes, {synthetic.TRAIN_PER_CLASS} training and "
+          f"{synthetic.VAL_PER_CLASS} validation images a class)")
+    return root
+
+
+def _check_classes(args, net, train, state) -> None:
+    if args.data is not None and len(train.classes) != net.classes:
+        raise NetError(f"train/ has {len(train.classes)} classes but the network's output "
+                       f"[{net.output.name}] has {net.classes}", args.data)
+    if state is not None and list(train.classes) != list(state["classes"]):
+        raise NetError("the data's classes differ from those the run was trained on",
+                       str(args.data or "built-in data"))
+
+
+def _write_sources(run_dir: Path, net, backend: str, devices) -> None:
+    import netdsl
+
+    (run_dir / f"{net.name}.net").write_text(net.text)
+    resolved = netdsl.resolve_backend(backend, devices)
+    (run_dir / f"{net.name}.py").write_text(netdsl.generate_source(net, resolved))
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    line = (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+            f"val top-1 {record['val_top1_err']:.2%}, top-5 {record['val_top5_err']:.2%}, "
+            f"lr {record['lr']:g}, {record['images_per_s']:.1f} img/s, "
+            f"data wait {record['data_wait_s']:.1f} s")
+    if record["skipped_images"]:
+        line += f", {record['skipped_images']} images skipped"
+    return line + (" (best)" if record["best"] else "")
+
+
+# ---------------------------------------------------------------- the command
+
+@dataclasses.dataclass
+class Trainer:
+    """Everything one run holds between epochs."""
+    net: object
+    run_dir: Path
+    config: object
+    seed: int
+    recipe: data.Recipe
+    train: data.Folder
+    val: data.Folder
+    stats: data.Stats
+    workers: int
+    model: torch.nn.Module
+    device: torch.device
+    optimizer: object
+    schedule: Schedule
+    problems: data.ProblemLog
+
+    @property
+    def latest(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def mean(self):
+        """The array subtracted from every image."""
+        return self.stats.mean(self.recipe.mean)
+
+    def loaders(self):
+        """The training and validation batches."""
+        batch, tencrop = self.config.batch, self.config.test == "tencrop"
+        train = data.train_loader(data.TrainSet(self.train, self.recipe, self.stats, self.seed),
+                                  batch, self.workers, self.seed)
+        val = data.eval_loader(data.EvalSet(self.val, self.recipe, self.mean, tencrop),
+                               batch, self.workers)
+        return train, val
+
+    def restore(self, state: dict, lr: float | None) -> int:
+        """Continue from a checkpoint; the first epoch still to train."""
+        load_weights(self.model, state, str(self.latest))
+        try:
+            load_optimizer_state(self.model, self.optimizer, state["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise NetError(f"the checkpoint's optimizer state does not fit: {err}", str(self.latest)) from None
+        self.schedule = Schedule(**state["schedule"])
+        checkpoint.set_rng_states(state["rng"])
+        if lr is not None:
+            set_lr(self.optimizer, lr)
+        if self.schedule.best_epoch == state["epoch"]:  # a kill may have come before best.pt was made
+            checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
+        return state["epoch"] + 1
+
+    def state(self, epoch: int, record: dict) -> dict:
+        """The checkpoint: plain tensors, dicts, lists, numbers and strings only."""
+        return {
+            "format": FORMAT, "epoch": epoch, "seed": self.seed,
+            "net_name": self.net.name, "net_text": self.net.text, "classes": list(self.train.classes),
+            "mean": torch.tensor(self.mean), "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(), "optimizer": optimizer_state(self.model, self.optimizer),
+            "schedule": dataclasses.asdict(self.schedule), "rng": checkpoint.rng_states(),
+            "metrics": record,
+        }
+
+    def epoch(self, epoch: int, train_batches, val_batches) -> dict:
+        """Train one epoch, validate, step the schedule; the epoch's metrics record."""
+        lr = get_lr(self.optimizer)
+        try:
+            record = train_epoch(self.model, train_batches, self.optimizer, self.net.output.type,
+                                 self.device, self.problems, epoch, self.config.epochs)
+        except LossNotFinite as err:
+            kept = (f"{self.latest} (epoch {epoch - 1}) is the last good checkpoint"
+                    if epoch > 1 else "no checkpoint was written")
+            raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; "
+                           f"training stopped and {kept}; a smaller --lr may help") from None
+        result = evaluate(self.model, val_batches, self.net.output.type, self.device, self.problems)
+        next_lr, best = self.schedule.after_epoch(epoch, lr, result["top1_err"])
+        set_lr(self.optimizer, next_lr)
+        return {"epoch": epoch, **record, "val_loss": result["loss"],
+                "val_top1_err": result["top1_err"], "val_top5_err": result["top5_err"],
+                "lr": lr, "skipped_images": self.problems.take(), "best": best}
+
+    def save(self, epoch: int, record: dict) -> None:
+        """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them loses nothing
+        that resuming (which trims metrics.jsonl to the checkpoint) does not repair."""
+        _append_line(self.run_dir / "metrics.jsonl", record)
+        checkpoint.save(self.state(epoch, record), self.latest)
+        if record["best"]:
+            checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
+
+
+def run(args) -> int:
+    with flushing_denormals():
+        return _train(args)
+
+
+def _setup(args, net, run_dir: Path, state: dict | None, workers: int) -> Trainer:
+    """The data checked and its statistics loaded, the model built with its initial weights."""
+    config, seed = _resolve(args, net, state)
+    data_dir = _data_folder(args, net)
+    recipe = data.Recipe.of(net)
+    train, val = data.open_folders(data_dir, recipe)
+    _check_classes(args, net, train, state)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
+    checkpoint.remove_stale_tmp(run_dir)
+    problems = data.ProblemLog()
+    stats = data.load_stats(train, recipe, [data_dir, run_dir], workers, problems)
+    problems.take()  # the images skipped there are counted again in each epoch that skips them
+    devices = default_devices(args.devices)
+    torch.manual_seed(seed)  # the initial weights
+    model, device = build_model(net, args.backend, devices)
+    _write_sources(run_dir, net, args.backend, devices)
+    return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
+                   make_optimizer(model, config), Schedule(config.schedule, config.gamma, config.patience),
+                   problems)
+
+
+def _train(args) -> int:
+    import netdsl
+
+    net = netdsl.parse_file(args.net)
+    run_dir = Path(args.out or Path("runs") / net.name)
+    state = _open_run(run_dir, args.resume)
+    if state is not None and state["net_text"] != net.text:
+        print(f"warning: {args.net} differs from the text {run_dir} was trained from", file=sys.stderr)
+    workers = default_workers() if args.workers is None else args.workers
+    trainer = _setup(args, net, run_dir, state, workers)
+    first = trainer.restore(state, args.lr) if state is not None else 1
+    _trim_metrics(run_dir / "metrics.jsonl", first - 1)
+    epochs = trainer.config.epochs
+    if first > epochs:
+        print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
+              "pass --epochs to train longer")
+        return 0
+    train_batches, val_batches = trainer.loaders()
+    for epoch in range(first, epochs + 1):
+        record = trainer.epoch(epoch, train_batches, val_batches)
+        trainer.save(epoch, record)
+        print(_epoch_line(record, epochs), flush=True)
+    return 0
