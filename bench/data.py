@@ -12,12 +12,13 @@ Three sets of the same pictures (coloured shapes plus noise, so JPEG has detail 
   prepared  256 x 256, what `netdsl data prepare` writes; draft mode cannot help (scale 1)
   photo     500 x 375, a typical ImageNet size; draft needs a shorter side >= 512, so none
   large     1600 x 1200, a camera-sized image; draft decodes at 1/4 scale
-Each figure is the best of --rounds measurements, draft on and off taken in turn, so that
+Each figure is the median of --rounds measurements, draft on and off taken in turn, so that
 other work on the machine disturbs both alike. Prints a Markdown table.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -65,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100, help="images a set (default 100)")
     parser.add_argument("--seconds", type=float, default=2.0, help="time a measurement (default 2)")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements a figure, best kept (3)")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements a figure, the median kept (5)")
     parser.add_argument("--keep", type=Path, help="write the sets here and keep them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,10 +77,11 @@ def main() -> None:
             root = base / name
             if not root.exists():
                 make_set(root, size, args.images)
-            on = off = 0.0
+            on, off = [], []
             for _ in range(args.rounds):
-                on = max(on, images_per_second(root, True, args.seconds))
-                off = max(off, images_per_second(root, False, args.seconds))
+                on.append(images_per_second(root, True, args.seconds))
+                off.append(images_per_second(root, False, args.seconds))
+            on, off = statistics.median(on), statistics.median(off)
             print(f"| {name} | {size[0]}x{size[1]} | {on:.0f} | {off:.0f} |", flush=True)
 
 
