@@ -23,6 +23,11 @@ Randomness depends only on (seed, epoch, index): the epoch's order on (seed, epo
 image's crop, flip and lighting on (seed, epoch, index). So the batches are the same with any
 number of workers and a resumed run sees what an uninterrupted one would.
 
+Under data parallelism (netdsl/distributed.py; `world` below) the global batch is split:
+process r of W takes positions [r*B/W, (r+1)*B/W) of each global batch of B, so its step k
+holds exactly its share of the single-process step k, augmented alike. Validation and the
+statistics pass give each process every W-th image and sum the results over the processes.
+
 A file that cannot be decoded is skipped and reported (a Problem travels with the batch);
 an image smaller than the crop is a user error (NetError), as is a bad layout.
 """
@@ -40,9 +45,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
+from .distributed import SINGLE, World
 from .errors import NetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -113,12 +119,13 @@ def scan_split(data_dir: Path, split: str, suffixes) -> Folder:
     return Folder(root, tuple(classes), tuple(samples))
 
 
-def open_val(data_dir, recipe: Recipe, classes) -> Folder:
-    """val/ checked against the training classes, its labels their indices."""
-    val = scan_split(Path(data_dir), "val", recipe.suffixes)
+def open_val(data_dir, recipe: Recipe, classes, split: str = "val") -> Folder:
+    """val/ (or another held-out split, such as test/) checked against the training classes,
+    its labels their indices."""
+    val = scan_split(Path(data_dir), split, recipe.suffixes)
     unknown = [name for name in val.classes if name not in classes]
     if unknown:
-        raise NetError(f"val/ has classes that train/ lacks: {', '.join(unknown[:5])}"
+        raise NetError(f"{split}/ has classes that train/ lacks: {', '.join(unknown[:5])}"
                        + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""), str(data_dir))
     index = {name: i for i, name in enumerate(classes)}
     val = Folder(val.root, tuple(classes),
@@ -306,19 +313,29 @@ def _sum_batch(items):
     return stack.sum(axis=0), pixels.sum(axis=0), pixels.T @ pixels, len(images), problems
 
 
-def compute_stats(folder: Folder, recipe: Recipe, workers: int, problems: "ProblemLog") -> Stats:
-    loader = DataLoader(_RawSet(folder, recipe), batch_size=32, num_workers=workers,
-                        collate_fn=_sum_batch)
-    total = pixel_sum = moment = None
-    count = 0
+def _shard_sums(folder: Folder, recipe: Recipe, workers: int, problems: "ProblemLog",
+                world: World) -> list[np.ndarray]:
+    """This process's share (every world.size-th image): image sum, pixel sum and moments, count."""
+    side, c = recipe.resize, recipe.channels
+    sums = [np.zeros((side, side, c)), np.zeros(c), np.zeros((c, c)), np.zeros(1)]
+    shard = Subset(_RawSet(folder, recipe), range(world.rank, len(folder.samples), world.size))
+    loader = DataLoader(shard, batch_size=32, num_workers=workers, collate_fn=_sum_batch)
     for image_sum, p_sum, p_moment, n, batch_problems in tqdm(
-            loader, desc="mean image and lighting PCA", unit="batch", leave=False, disable=None):
+            loader, desc="mean image and lighting PCA", unit="batch", leave=False,
+            disable=None if world.main else True):
         problems.note(batch_problems)
         if n:
-            total = image_sum if total is None else total + image_sum
-            pixel_sum = p_sum if pixel_sum is None else pixel_sum + p_sum
-            moment = p_moment if moment is None else moment + p_moment
-            count += n
+            for total, part in zip(sums, (image_sum, p_sum, p_moment, n)):
+                total += part
+    return sums
+
+
+def compute_stats(folder: Folder, recipe: Recipe, workers: int, problems: "ProblemLog",
+                  world: World = SINGLE) -> Stats:
+    """The stats of the whole folder; under data parallelism each process reads its share."""
+    sums = world.together(lambda: _shard_sums(folder, recipe, workers, problems, world))
+    total, pixel_sum, moment, count = world.sum_arrays(*sums)
+    count = int(count[0])
     if not count:
         raise NetError("no training image could be read", str(folder.root))
     pixels = count * recipe.resize * recipe.resize
@@ -358,17 +375,22 @@ def _write_cached(stats: Stats, path: Path) -> bool:
 
 
 def load_stats(folder: Folder, recipe: Recipe, cache_dirs, workers: int,
-               problems: "ProblemLog") -> Stats:
+               problems: "ProblemLog", world: World = SINGLE) -> Stats:
     """The training set's stats, from the first cache folder that has them, else computed once
-    and written to the first cache folder that is writable (the data directory, then the run)."""
+    and written to the first cache folder that is writable (the data directory, then the run).
+
+    Under data parallelism the processes compute them together unless every one of them finds
+    the cache (machines need not share a disk); one process a machine writes it."""
     name = f".netdsl-stats-{_stats_key(folder, recipe)}.npz"
-    for folder_path in cache_dirs:
-        if (cached := _read_cached(Path(folder_path) / name)) is not None:
-            return cached
-    stats = compute_stats(folder, recipe, workers, problems)
-    for folder_path in cache_dirs:
-        if _write_cached(stats, Path(folder_path) / name):
-            break
+    cached = next((found for folder_path in cache_dirs
+                   if (found := _read_cached(Path(folder_path) / name)) is not None), None)
+    if world.sum([cached is not None])[0] == world.size:
+        return cached
+    stats = compute_stats(folder, recipe, workers, problems, world)
+    if world.local_rank == 0:
+        for folder_path in cache_dirs:
+            if _write_cached(stats, Path(folder_path) / name):
+                break
     return stats
 
 
@@ -387,6 +409,8 @@ class TrainSet(Dataset):
 
     def __getitem__(self, key):
         epoch, index = key
+        if index is None:
+            return None  # EpochSampler's placeholder: this process has no image this step
         path, label = self.samples[index]
         image = _load(path, self.recipe)
         if isinstance(image, Problem):
@@ -442,6 +466,7 @@ class Batch(NamedTuple):
 
 
 def collate(items) -> Batch:
+    items = [i for i in items if i is not None]  # placeholders
     good = [i for i in items if not isinstance(i, Problem)]
     problems = [i for i in items if isinstance(i, Problem)]
     x = torch.stack([g[0] for g in good]) if good else None
@@ -449,20 +474,36 @@ def collate(items) -> Batch:
 
 
 class EpochSampler(Sampler):
-    """The epoch's order, a permutation drawn from (seed, epoch); yields (epoch, index) keys."""
+    """The epoch's order, a permutation drawn from (seed, epoch); yields (epoch, index) keys.
 
-    def __init__(self, size: int, seed: int):
+    With world.size W > 1, this process's share of it: of each global batch of `batch`
+    positions, those from rank * batch/W on, batch/W of them (fewer in the last, short batch).
+    Where the last batch leaves this process nothing it yields one (epoch, None) placeholder
+    instead, so every process takes the same number of steps.
+    """
+
+    def __init__(self, size: int, seed: int, batch: int = 1, world: World = SINGLE):
         self.size, self.seed, self.epoch = size, seed, 0
+        self.batch, self.world = batch, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _positions(self) -> list[int | None]:
+        share = self.batch // self.world.size
+        positions = []
+        for start in range(0, self.size, self.batch):
+            first = start + self.world.rank * share
+            mine = list(range(first, min(first + share, self.size)))
+            positions += mine or [None]
+        return positions
+
     def __len__(self):
-        return self.size
+        return len(self._positions())
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch, _ORDER_TAG]).permutation(self.size)
-        return iter([(self.epoch, int(i)) for i in order])
+        return iter([(self.epoch, None if p is None else int(order[p])) for p in self._positions()])
 
 
 def _loader(dataset, batch: int, workers: int, sampler=None) -> DataLoader:
@@ -473,14 +514,20 @@ def _loader(dataset, batch: int, workers: int, sampler=None) -> DataLoader:
                       generator=torch.Generator().manual_seed(0))
 
 
-def train_loader(dataset: TrainSet, batch: int, workers: int, seed: int) -> DataLoader:
-    """Call loader.sampler.set_epoch(e) before iterating epoch e."""
-    return _loader(dataset, batch, workers, EpochSampler(len(dataset), seed))
+def train_loader(dataset: TrainSet, batch: int, workers: int, seed: int,
+                 world: World = SINGLE) -> DataLoader:
+    """This process's share of each global batch of `batch` images.
+    Call loader.sampler.set_epoch(e) before iterating epoch e."""
+    return _loader(dataset, batch // world.size, workers,
+                   EpochSampler(len(dataset), seed, batch, world))
 
 
-def eval_loader(dataset: EvalSet, batch: int, workers: int) -> DataLoader:
-    """With ten crops an image, a tenth of `batch` images a step: the model sees `batch` views."""
-    return _loader(dataset, max(1, batch // 10) if dataset.tencrop else batch, workers)
+def eval_loader(dataset: EvalSet, batch: int, workers: int, world: World = SINGLE) -> DataLoader:
+    """This process's share (every world.size-th image), batch / world.size images a step.
+    With ten crops an image, a tenth of that: the model sees that many views."""
+    batch //= world.size
+    return _loader(dataset, max(1, batch // 10) if dataset.tencrop else batch, workers,
+                   range(world.rank, len(dataset), world.size))
 
 
 class ProblemLog:

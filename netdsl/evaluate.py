@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import checkpoint, data
+from .distributed import SINGLE, World
 from .errors import NetError
+from .invariance import scale_list
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +31,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto",
                         help="kernel backend (auto: triton on CUDA, torch otherwise)")
     parser.add_argument("--workers", type=count, default=None, metavar="N",
-                        help="data loading processes (default: up to 4, one per CPU core)")
+                        help="data loading processes (default: up to 4, one per CPU core; "
+                            "under torchrun, per training process, sharing the machine's cores)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("net", metavar="NET", help="the .net file the checkpoint was trained from")
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint.pt or best.pt")
+    parser.add_argument("nets", nargs="+", metavar="NET",
+                        help="the .net file the checkpoint was trained from (with --scales, one or two)")
+    parser.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
+                        help="a checkpoint.pt or best.pt, one for each NET")
     parser.add_argument("--data", required=True, metavar="DIR", help="a folder with val/<class>/<image>")
+    parser.add_argument("--split", default="val", choices=("val", "test"),
+                        help="the held-out split to score (default val)")
     crops = parser.add_mutually_exclusive_group()
     crops.add_argument("--tencrop", action="store_const", const="tencrop", dest="test",
                        help="average the ten crops (corners, centre, reflections)")
@@ -42,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the centre crop only")
     parser.add_argument("--batch", type=positive, default=None, metavar="N",
                         help="images a step (default: the network's batch)")
+    parser.add_argument("--scales", type=scale_list, metavar="LIST",
+                        help="error with every image shown at each of these scales (0.3,0.4,...,1.0); "
+                             "see netdsl/scale_eval.py")
+    parser.add_argument("--images", type=positive, metavar="N",
+                        help="with --scales: that many images of the split, evenly spaced")
+    parser.add_argument("--out", metavar="PNG", help="with --scales: draw error against scale here")
     add_model_arguments(parser)
 
 
@@ -77,7 +91,8 @@ def parse_devices(text: str) -> list[str]:
 
 def default_workers() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(4, cores or 1)
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this machine
+    return max(1, min(4, (cores or 1) // processes))
 
 
 def default_devices(devices):
@@ -139,9 +154,23 @@ def wrong(probs: torch.Tensor, y: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model, loader, output_type: str, device, problems: data.ProblemLog) -> dict:
-    """loss, top1_err, top5_err and images over a loader of EvalSet batches."""
+def evaluate(model, loader, output_type: str, device, problems: data.ProblemLog,
+             world: World = SINGLE) -> dict:
+    """loss, top1_err, top5_err and images over a loader of EvalSet batches; under data
+    parallelism each process's loader holds its share and the sums are taken over them all."""
     model.eval()
+    # a too-small image in one process's share stops them all with its message
+    sums = world.together(lambda: _sums(model, loader, output_type, device, problems))
+    loss, top1, top5, images = world.sum(sums)
+    images = int(images)
+    if not images:
+        raise NetError("no validation image could be read: every one was skipped")
+    return {"loss": loss / images, "top1_err": top1 / images, "top5_err": top5 / images,
+            "images": images}
+
+
+def _sums(model, loader, output_type: str, device, problems: data.ProblemLog) -> list:
+    """The summed loss, top-1 and top-5 mistakes, and images."""
     loss, top1, top5, images = 0.0, 0, 0, 0
     for batch in loader:
         problems.note(batch.problems)
@@ -153,31 +182,53 @@ def evaluate(model, loader, output_type: str, device, problems: data.ProblemLog)
         top1 += wrong(probs, y, 1)
         top5 += wrong(probs, y, 5)
         images += len(y)
-    if not images:
-        raise NetError("no validation image could be read: every one was skipped")
-    return {"loss": loss / images, "top1_err": top1 / images, "top5_err": top5 / images,
-            "images": images}
+    return [loss, top1, top5, images]
 
 
 def run(args) -> int:
+    if len(args.nets) != len(args.checkpoint):
+        raise NetError(f"{len(args.nets)} networks and {len(args.checkpoint)} checkpoints: give one "
+                       "--checkpoint for each network")
     with flushing_denormals():
+        if args.scales:
+            return _scales_command(args)
+        if len(args.nets) > 1:
+            raise NetError("several networks are compared only by scale: add --scales")
+        if args.images or args.out:
+            raise NetError("--images and --out go with --scales")
         return _evaluate_command(args)
+
+
+def _scales_command(args) -> int:
+    import netdsl
+    from . import scale_eval
+
+    nets = [netdsl.parse_file(path) for path in args.nets]
+    if len({net.input_shape for net in nets}) > 1:
+        raise NetError("the networks compared by scale must take the same input shape")
+    results = scale_eval.error_by_scale(nets, args.checkpoint, Path(args.data), args.split, args.scales,
+                                        args.images, args.batch or nets[0].train.batch)
+    print(f"top-1 error (%) on {args.split}/ with every image shown at each scale")
+    print(scale_eval.format_table(results, args.scales))
+    if args.out:
+        scale_eval.plot(results, args.scales, Path(args.out), f"{args.split} error against scale")
+    return 0
 
 
 def _evaluate_command(args) -> int:
     import netdsl
 
-    net = netdsl.parse_file(args.net)
-    state = checkpoint.load(args.checkpoint)
+    net = netdsl.parse_file(args.nets[0])
+    state = checkpoint.load(args.checkpoint[0])
     recipe = data.Recipe.of(net)
-    val = data.open_val(args.data, recipe, state["classes"])
+    val = data.open_val(args.data, recipe, state["classes"], args.split)
     mean = state["mean"].numpy()
     if mean.shape[0] > 1 and mean.shape[:2] != (recipe.resize, recipe.resize):
         raise NetError(f"the checkpoint's mean image is {mean.shape[0]}x{mean.shape[1]}, but this "
                        f"network scales images to {recipe.resize}x{recipe.resize} (its `resize`)",
-                       args.checkpoint)
+                       args.checkpoint[0])
     model, device = build_model(net, args.backend, default_devices(args.devices))
-    load_weights(model, state, args.checkpoint)
+    load_weights(model, state, args.checkpoint[0])
     test = args.test or net.train.test
     workers = default_workers() if args.workers is None else args.workers
     loader = data.eval_loader(data.EvalSet(val, recipe, mean, test == "tencrop"),

@@ -18,11 +18,26 @@ augmentation depend only on (seed, epoch, image).
 The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
 for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
 epoch. The lr logged for an epoch is the one it trained with.
+
+Data parallelism (netdsl/distributed.py has how to start it and which devices each process
+takes): `torchrun --nproc_per_node=N -m netdsl train NET ...` trains one replica a process
+under DistributedDataParallel. `batch` stays the global batch, each process taking its
+batch / N share, and every step equals the single-process step on the same global batch, lr
+unchanged: each process scales its loss sum by N / (images in the global batch), so the
+average DDP takes is the global batch mean, in the last, short batch and where images were
+skipped too (a process with no image in a step joins it with a zero-weighted one). Losses,
+errors and skipped images are summed over the processes, images/s counts them all against
+the slowest process's time, data_wait_s is the longest any process waited. Rank 0 alone
+prints and writes the run folder; --resume hands rank 0's checkpoint to every process.
+
+Dropout draws from (seed, epoch, rank): the replicas draw different masks, and a resumed run
+draws what an uninterrupted one would.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -30,11 +45,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, data, synthetic
+from . import checkpoint, data, distributed, synthetic
+from .distributed import World
 from .errors import NetError
 from .evaluate import (add_model_arguments, build_model, count, default_devices, default_workers,
                        evaluate, flushing_denormals, load_weights, positive)
@@ -105,44 +122,16 @@ class LossNotFinite(Exception):
 
 
 def train_loss(logits: torch.Tensor, y: torch.Tensor, output_type: str) -> torch.Tensor:
-    """The batch mean: cross-entropy, or binary cross-entropy summed over the classes."""
+    """Summed over the batch: cross-entropy, or binary cross-entropy summed over the classes."""
     if output_type == "softmax":
-        return F.cross_entropy(logits.float(), y)
+        return F.cross_entropy(logits.float(), y, reduction="sum")
     target = F.one_hot(y, logits.shape[1]).float()
-    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum") / len(y)
+    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum")
 
 
-def train_epoch(model, loader, optimizer, output_type: str, device, problems: data.ProblemLog,
-                epoch: int, epochs: int) -> dict:
-    model.train()
-    loader.sampler.set_epoch(epoch)
-    total, images, wait = 0.0, 0, 0.0
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-               disable=None, file=sys.stderr)
-    start = ready = time.perf_counter()
-    for step, batch in enumerate(loader):
-        wait += time.perf_counter() - ready
-        problems.note(batch.problems)
-        if batch.x is not None:
-            logits = model(batch.x.to(device, non_blocking=True))
-            loss = train_loss(logits, batch.y.to(logits.device), output_type)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise LossNotFinite(value, step + 1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += value * len(batch.y)
-            images += len(batch.y)
-            bar.set_postfix(loss=f"{value:.3f}",
-                            img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
-        bar.update()
-        ready = time.perf_counter()
-    bar.close()
-    if not images:
-        raise NetError("no training image could be read this epoch: every one was skipped")
-    return {"train_loss": total / images, "images_per_s": images / (time.perf_counter() - start),
-            "data_wait_s": wait}
+def dropout_seed(seed: int, epoch: int, rank: int) -> int:
+    """The torch seed of an epoch in one process: its dropout masks."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
 # ---------------------------------------------------------------- the run folder
@@ -191,14 +180,30 @@ def _resolve(args, net, state):
     return config, seed
 
 
-def _data_folder(args, net) -> Path:
+def _data_folder(args, net, world: World) -> Path:
     if args.data is not None:
         return Path(args.data)
-    root = synthetic.builtin_dataset(net)
-    print(f"no --data: training on the built-in shapes at {root} "
-          f"({synthetic.class_count(net)} classes, {synthetic.TRAIN_PER_CLASS} training and "
-          f"{synthetic.VAL_PER_CLASS} validation images a class)")
+    root = synthetic.builtin_dataset(net)  # written atomically: processes may draw it at once
+    if world.main:
+        print(f"no --data: training on the built-in shapes at {root} "
+              f"({synthetic.class_count(net)} classes, {synthetic.TRAIN_PER_CLASS} training and "
+              f"{synthetic.VAL_PER_CLASS} validation images a class)")
     return root
+
+
+def _listing(*folders: data.Folder) -> str:
+    """A digest of the files listed, the same in every process that sees the same folders."""
+    names = [[os.path.relpath(path, folder.root), label] for folder in folders
+             for path, label in folder.samples]
+    return hashlib.sha256(json.dumps(names).encode()).hexdigest()
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
+    checkpoint.remove_stale_tmp(run_dir)
 
 
 def _check_classes(args, net, train, state) -> None:
@@ -247,6 +252,8 @@ class Trainer:
     optimizer: object
     schedule: Schedule
     problems: data.ProblemLog
+    world: World
+    replica: torch.nn.Module   # what trains: the model, or the model under DistributedDataParallel
 
     @property
     def latest(self) -> Path:
@@ -261,9 +268,9 @@ class Trainer:
         """The training and validation batches."""
         batch, tencrop = self.config.batch, self.config.test == "tencrop"
         train = data.train_loader(data.TrainSet(self.train, self.recipe, self.stats, self.seed),
-                                  batch, self.workers, self.seed)
+                                  batch, self.workers, self.seed, self.world)
         val = data.eval_loader(data.EvalSet(self.val, self.recipe, self.mean, tencrop),
-                               batch, self.workers)
+                               batch, self.workers, self.world)
         return train, val
 
     def restore(self, state: dict, lr: float | None) -> int:
@@ -277,7 +284,8 @@ class Trainer:
         checkpoint.set_rng_states(state["rng"])
         if lr is not None:
             set_lr(self.optimizer, lr)
-        if self.schedule.best_epoch == state["epoch"]:  # a kill may have come before best.pt was made
+        if self.world.main and self.schedule.best_epoch == state["epoch"]:
+            # a kill may have come before best.pt was made
             checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
         return state["epoch"] + 1
 
@@ -292,23 +300,71 @@ class Trainer:
             "metrics": record,
         }
 
+    def step(self, batch: data.Batch, number: int) -> tuple[float, int]:
+        """One SGD step on a global batch, this process holding its share; (loss sum, images)
+        of the whole global batch, (0, 0) where none of its images could be read (no step)."""
+        output_type = self.net.output.type
+        mine = None
+        if batch.x is not None:
+            logits = self.replica(batch.x.to(self.device, non_blocking=True))
+            mine = train_loss(logits, batch.y.to(logits.device), output_type)
+        total, images = self.world.sum([0.0 if mine is None else mine.item(), len(batch.y)])
+        if not images:
+            return 0.0, 0
+        if not math.isfinite(total):
+            raise LossNotFinite(total / images, number)
+        if mine is None:  # joins DistributedDataParallel's gradient exchange, adding nothing
+            shape = self.net.input_shape
+            mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP averages over the processes: this makes the average the global batch's mean
+        (mine * (self.world.size / images)).backward()
+        self.optimizer.step()
+        return total, int(images)
+
+    def train_epoch(self, epoch: int, batches) -> dict:
+        """One pass over the training set: mean loss, images/s and data wait (over all processes)."""
+        self.replica.train()
+        batches.sampler.set_epoch(epoch)
+        torch.manual_seed(dropout_seed(self.seed, epoch, self.world.rank))
+        total, images, wait = 0.0, 0, 0.0
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{self.config.epochs}", unit="batch",
+                   leave=False, disable=None if self.world.main else True, file=sys.stderr)
+        start = ready = time.perf_counter()
+        for number, batch in enumerate(batches, 1):
+            wait += time.perf_counter() - ready
+            self.problems.note(batch.problems)
+            loss, count = self.step(batch, number)
+            total, images = total + loss, images + count
+            if count:
+                bar.set_postfix(loss=f"{loss / count:.3f}",
+                                img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
+            bar.update()
+            ready = time.perf_counter()
+        bar.close()
+        if not images:
+            raise NetError("no training image could be read this epoch: every one was skipped")
+        elapsed, wait = self.world.max([time.perf_counter() - start, wait])
+        return {"train_loss": total / images, "images_per_s": images / elapsed, "data_wait_s": wait}
+
     def epoch(self, epoch: int, train_batches, val_batches) -> dict:
         """Train one epoch, validate, step the schedule; the epoch's metrics record."""
         lr = get_lr(self.optimizer)
         try:
-            record = train_epoch(self.model, train_batches, self.optimizer, self.net.output.type,
-                                 self.device, self.problems, epoch, self.config.epochs)
+            record = self.train_epoch(epoch, train_batches)
         except LossNotFinite as err:
             kept = (f"{self.latest} (epoch {epoch - 1}) is the last good checkpoint"
                     if epoch > 1 else "no checkpoint was written")
             raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; "
                            f"training stopped and {kept}; a smaller --lr may help") from None
-        result = evaluate(self.model, val_batches, self.net.output.type, self.device, self.problems)
+        result = evaluate(self.model, val_batches, self.net.output.type, self.device,
+                          self.problems, self.world)
         next_lr, best = self.schedule.after_epoch(epoch, lr, result["top1_err"])
         set_lr(self.optimizer, next_lr)
+        skipped = int(self.world.sum([self.problems.take()])[0])
         return {"epoch": epoch, **record, "val_loss": result["loss"],
                 "val_top1_err": result["top1_err"], "val_top5_err": result["top5_err"],
-                "lr": lr, "skipped_images": self.problems.take(), "best": best}
+                "lr": lr, "skipped_images": skipped, "best": best}
 
     def save(self, epoch: int, record: dict) -> None:
         """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them loses nothing
@@ -324,50 +380,60 @@ def run(args) -> int:
         return _train(args)
 
 
-def _setup(args, net, run_dir: Path, state: dict | None, workers: int) -> Trainer:
+def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: World,
+           devices) -> Trainer:
     """The data checked and its statistics loaded, the model built with its initial weights."""
     config, seed = _resolve(args, net, state)
-    data_dir = _data_folder(args, net)
+    data_dir = _data_folder(args, net, world)
     recipe = data.Recipe.of(net)
     train, val = data.open_folders(data_dir, recipe)
     _check_classes(args, net, train, state)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
-    checkpoint.remove_stale_tmp(run_dir)
+    world.check_same(lambda: _listing(train, val), "the processes see different train/ or val/ "
+                     "files; every machine needs the same data directory")
+    world.from_main(lambda: _make_run_dir(run_dir))
     problems = data.ProblemLog()
-    stats = data.load_stats(train, recipe, [data_dir, run_dir], workers, problems)
+    stats = data.load_stats(train, recipe, [data_dir, run_dir], workers, problems, world)
     problems.take()  # the images skipped there are counted again in each epoch that skips them
-    devices = default_devices(args.devices)
-    torch.manual_seed(seed)  # the initial weights
+    torch.manual_seed(seed)  # the initial weights, the same in every process
     model, device = build_model(net, args.backend, devices)
-    _write_sources(run_dir, net, args.backend, devices)
+    if world.main:
+        _write_sources(run_dir, net, args.backend, devices)
     return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
                    make_optimizer(model, config), Schedule(config.schedule, config.gamma, config.patience),
-                   problems)
+                   problems, world, world.replicate(model, devices))
 
 
 def _train(args) -> int:
     import netdsl
 
     net = netdsl.parse_file(args.net)
+    distributed.check_batch(args.batch or net.train.batch, distributed.world_size(), args.batch is not None)
+    with distributed.session(args.devices) as (world, devices):
+        return _train_in(args, net, world, default_devices(devices))
+
+
+def _train_in(args, net, world: World, devices) -> int:
+    """The run, in one of the world's processes."""
     run_dir = Path(args.out or Path("runs") / net.name)
-    state = _open_run(run_dir, args.resume)
-    if state is not None and state["net_text"] != net.text:
+    state = world.from_main(lambda: _open_run(run_dir, args.resume))
+    if world.main and state is not None and state["net_text"] != net.text:
         print(f"warning: {args.net} differs from the text {run_dir} was trained from", file=sys.stderr)
     workers = default_workers() if args.workers is None else args.workers
-    trainer = _setup(args, net, run_dir, state, workers)
+    trainer = _setup(args, net, run_dir, state, workers, world, devices)
     first = trainer.restore(state, args.lr) if state is not None else 1
-    _trim_metrics(run_dir / "metrics.jsonl", first - 1)
     epochs = trainer.config.epochs
+    if world.main:
+        _trim_metrics(run_dir / "metrics.jsonl", first - 1)
     if first > epochs:
-        print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
-              "pass --epochs to train longer")
+        if world.main:
+            print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
+                  "pass --epochs to train longer")
         return 0
     train_batches, val_batches = trainer.loaders()
     for epoch in range(first, epochs + 1):
         record = trainer.epoch(epoch, train_batches, val_batches)
-        trainer.save(epoch, record)
-        print(_epoch_line(record, epochs), flush=True)
+        if world.main:
+            trainer.save(epoch, record)
+            print(_epoch_line(record, epochs), flush=True)
+    world.save_debug_state(trainer.model)
     return 0
