@@ -213,9 +213,9 @@ def load_model(net, path: str):
     return model, mean
 
 
-def load_folder(data_dir: Path, split: str, shape, limit: int | None = None) -> np.ndarray:
-    """DIR/split/<class>/<image> as raw N x C x H x W float32, in sorted order; `limit`
-    takes that many, evenly spaced (so every class keeps its share)."""
+def folder_files(data_dir: Path, split: str, limit: int | None = None) -> list[Path]:
+    """DIR/split/<class>/<image> in sorted order; `limit` takes that many, evenly spaced
+    (so every class keeps its share)."""
     if not data_dir.is_dir():
         raise NetError("no such data directory", str(data_dir))
     root = data_dir / split
@@ -226,19 +226,29 @@ def load_folder(data_dir: Path, split: str, shape, limit: int | None = None) -> 
         raise NetError(f"`{split}/` holds no {'/'.join(IMAGE_SUFFIXES)} files", str(data_dir))
     if limit and limit < len(files):
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+    return files
+
+
+def read_images(files: list[Path], shape, what: str = "images") -> np.ndarray:
+    """The files as raw N x C x H x W float32; each must already be the network's input size."""
     c, h, w = shape
     images = np.empty((len(files), c, h, w), np.float32)
-    for i, path in enumerate(tqdm(files, unit="img", desc=f"reading {split}/", disable=None)):
+    for i, path in enumerate(tqdm(files, unit="img", desc=f"reading {what}", disable=None)):
         try:
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("L" if c == 1 else "RGB"), dtype=np.float32)
         except (OSError, ValueError) as err:
             raise NetError(f"cannot read the image: {err}", str(path)) from None
         if pixels.shape[:2] != (h, w):
-            raise NetError(f"the image is {pixels.shape[1]}x{pixels.shape[0]}; the invariance "
-                           f"measure reads images of the network's input size, {w}x{h}", str(path))
+            raise NetError(f"the image is {pixels.shape[1]}x{pixels.shape[0]}; measures by scale "
+                           f"read images of the network's input size, {w}x{h}", str(path))
         images[i] = pixels.reshape(h, w, c).transpose(2, 0, 1)
     return images
+
+
+def load_folder(data_dir: Path, split: str, shape, limit: int | None = None) -> np.ndarray:
+    """DIR/split/<class>/<image> as raw N x C x H x W float32, in sorted order (see folder_files)."""
+    return read_images(folder_files(data_dir, split, limit), shape, f"{split}/")
 
 
 def input_mean(saved: np.ndarray | None, net, data_dir: Path) -> np.ndarray:
