@@ -61,12 +61,12 @@ def test_diff_lists_added_removed_and_changed_settings(tmp_path, capsys):
     text = Path("nets/mnist_scale_cnn.net").read_text()
     changed = (text.replace("outputs = 150", "outputs = 200")
                .replace("[pool1]\ntype   = maxpool\nsize   = 2\nstride = 2\n", "[pool1]\ntype   = maxpool\nsize   = 2\nstride = 2\n\n[drop1]\ntype = dropout\n")
-               .replace("lr           = 0.01", "lr           = 0.05"))
+               .replace("lr           = 0.001", "lr           = 0.005"))
     other = tmp_path / "other.net"
     other.write_text(changed)
     assert main(["diff", "nets/mnist_scale_cnn.net", str(other)]) == 0
     out = capsys.readouterr().out
-    assert "[train] lr 0.01 -> 0.05" in out
+    assert "[train] lr 0.001 -> 0.005" in out
     assert "+ [drop1] dropout 36x11x11, 0 params" in out
     assert "~ [fc3] outputs 150 -> 200; output 150x1x1 -> 200x1x1; params +28,850" in out
     assert main(["diff", "nets/alexnet.net", "nets/alexnet.net"]) == 0
