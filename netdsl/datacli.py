@@ -25,27 +25,18 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from .argtypes import positive, usable_cores
 from .errors import NetError
 
 SOURCE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got `{text}`")
-    return value
-
-
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="a folder of images (any depth, e.g. train/<class>/...)")
     parser.add_argument("dst", metavar="DST", help="where the prepared copies go, same relative paths")
-    parser.add_argument("--size", type=_positive, default=256, help="the side of the output squares (256)")
-    parser.add_argument("--quality", type=_positive, default=90, help="JPEG quality, 1 to 95 (90)")
-    parser.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
+    parser.add_argument("--size", type=positive, default=256, help="the side of the output squares (256)")
+    parser.add_argument("--quality", type=positive, default=90, help="JPEG quality, 1 to 95 (90)")
+    parser.add_argument("--workers", type=positive, default=usable_cores(),
                         help="processes (default: one a CPU core)")
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import checkpoint, data
 from .distributed import SINGLE, World
+from .argtypes import count, positive, usable_cores
 from .errors import NetError
 from .invariance import scale_list
 
@@ -59,24 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
 
 
-def _integer(text: str, least: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = least - 1
-    if value < least:
-        raise argparse.ArgumentTypeError(f"expected {what}, got `{text}`")
-    return value
-
-
-def positive(text: str) -> int:
-    return _integer(text, 1, "a positive integer")
-
-
-def count(text: str) -> int:
-    return _integer(text, 0, "an integer >= 0")
-
-
 def parse_devices(text: str) -> list[str]:
     devices = [d.strip() for d in text.split(",") if d.strip()]
     for device in devices:
@@ -90,9 +73,8 @@ def parse_devices(text: str) -> list[str]:
 
 
 def default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this machine
-    return max(1, min(4, (cores or 1) // processes))
+    return max(1, min(4, usable_cores() // processes))
 
 
 def default_devices(devices):

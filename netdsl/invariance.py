@@ -45,6 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import compile_net, load_net, parse_file
+from .argtypes import positive
 from .errors import NetError
 from .layers import REGISTRY
 from .load import load_source
@@ -284,12 +285,6 @@ def fraction(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got `{text}`")
     return value
-
-
-def positive(text: str) -> int:
-    if not (text.isdigit() and int(text) > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got `{text}`")
-    return int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import idx
+from .argtypes import positive, usable_cores
 from .errors import NetError
 
 SCALE_RANGE = (0.3, 1.0)
@@ -153,19 +154,13 @@ def build(images: np.ndarray, labels: np.ndarray, out_dir: str | Path, fold: int
     return {split: len(parts[split]) for split in SPLITS}
 
 
-def cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))   # the cores this process may use, not the machine's
-    return os.cpu_count() or 1
-
-
 def _write_images(images, factors, files, root: Path, workers: int | None) -> None:
     tasks = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start:start + CHUNK]
         index = np.array([i for _, i in chunk])
         tasks.append((images[index], factors[index], [str(root / f) for f, _ in chunk]))
-    workers = workers or cpu_count()
+    workers = workers or usable_cores()
     with tqdm(total=len(files), unit="img", desc="MNIST-scale", disable=None) as bar:
         if workers == 1:
             for task in tasks:
@@ -179,12 +174,6 @@ def _write_images(images, factors, files, root: Path, workers: int | None) -> No
 def fold_number(text: str) -> int:
     if not (text.isdigit() and int(text) < FOLDS):
         raise argparse.ArgumentTypeError(f"expected a split from 0 to {FOLDS - 1}, got `{text}`")
-    return int(text)
-
-
-def positive(text: str) -> int:
-    if not (text.isdigit() and int(text) > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got `{text}`")
     return int(text)
 
 

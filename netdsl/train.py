@@ -53,8 +53,9 @@ from tqdm import tqdm
 from . import checkpoint, data, distributed, synthetic
 from .distributed import World
 from .errors import NetError
-from .evaluate import (add_model_arguments, build_model, count, default_devices, default_workers,
-                       evaluate, flushing_denormals, load_weights, positive)
+from .argtypes import count, positive
+from .evaluate import (add_model_arguments, build_model, default_devices, default_workers,
+                       evaluate, flushing_denormals, load_weights)
 from .optim import get_lr, make_optimizer, set_lr
 from .placement import load_optimizer_state, optimizer_state
 

@@ -1,0 +1,31 @@
+"""Argument types the commands share (argparse turns their ArgumentTypeError into exit 2),
+and the cores this process may use. Imports nothing heavy, so any command can use it."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _integer(text: str, least: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got `{text}`")
+    return value
+
+
+def positive(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
+
+
+def count(text: str) -> int:
+    return _integer(text, 0, "an integer >= 0")
+
+
+def usable_cores() -> int:
+    """The cores this process may use, not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
