@@ -2,16 +2,13 @@
 
     pytest tests/test_triton_kernels.py
 
-TRITON_INTERPRET=1 is set before any kernel is defined, so the generated kernels run in numpy and
-no GPU is needed. Inputs are fresh random tensors each run (no fixed seed). While a test runs,
+TRITON_INTERPRET=1, set by conftest.py before triton is imported, runs the generated kernels in numpy,
+so no GPU is needed. Inputs are fresh random tensors each run (no fixed seed). While a test runs,
 torch.empty and torch.empty_like hand out tensors full of NaN (bytes: 255), so an output element a
 kernel fails to write shows up as a mismatch. Sizes are small and odd on purpose: channel counts
 that are not powers of two, maps that do not fill the last block, batch 1, padding, 1 to 3 groups.
 """
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"  # before netdsl defines any kernel
-
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ import torch.nn.functional as F
 
 import netdsl
 from netdsl.load import load_source
+from kernel_names import expected_kernels
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}  # relative to the largest reference value
@@ -265,3 +263,42 @@ def test_mnist_scale_si():
     text = (NETS / "mnist_scale_si.net").read_text()
     assert_same_as_torch(text, batch=2, scale=50.0, gradients=False)
     assert_same_as_torch(text, batch=2, dtype=torch.float64, scale=50.0)
+
+
+def test_every_launch_runs_on_its_tensors_device(monkeypatch):
+    """Triton launches on the current CUDA device, not the tensors': with group 1 on cuda:1 (or a model
+    on cuda:1 alone) a bare launch would run on cuda:0. So every launch, forward and backward, must sit
+    inside torch.cuda.device_of(one of its own tensors)."""
+    net = netdsl.parse_string(SI_ALEXNET_FIRST_LAYERS)  # SI warp-max, LRN and max-pool kernels
+    module = load_source(netdsl.generate_source(net, backend="triton"), net.name)
+    open_guards, launched, unguarded = [], [], []
+    real_device_of = torch.cuda.device_of
+
+    @contextlib.contextmanager
+    def device_of(tensor):
+        open_guards.append(tensor)
+        try:
+            with real_device_of(tensor):
+                yield
+        finally:
+            open_guards.pop()
+
+    def watched(name, kernel):
+        def launch(grid):
+            def run(*args, **options):
+                launched.append(name)
+                if not (open_guards and any(arg is open_guards[-1] for arg in args)):
+                    unguarded.append(name)
+                return kernel[grid](*args, **options)
+            return run
+        return type("Watched", (), {"__getitem__": lambda self, grid: launch(grid)})()
+
+    monkeypatch.setattr(torch.cuda, "device_of", device_of)
+    for name in expected_kernels(net):
+        monkeypatch.setitem(vars(module), name, watched(name, vars(module)[name]))
+    model = module.build()
+    x = torch.randn(1, *net.input_shape, requires_grad=True)
+    logits = model(x)
+    torch.autograd.grad(logits, x, torch.randn_like(logits))
+    assert set(launched) == expected_kernels(net)
+    assert unguarded == []
