@@ -3,14 +3,17 @@
     python bench/kernels.py                            # median of 20 runs of everything
     python bench/kernels.py --repeats 50 --json results.json
     python bench/kernels.py --no-compile               # skip torch.compile (it takes minutes to compile)
+    python bench/kernels.py --nets nets/tiny_imagenet.net
+    TRITON_INTERPRET=1 python bench/kernels.py --device cpu --batch 1 --repeats 1 --no-compile   # does the script work?
 
 What it measures, all in one process, implementations of a case timed side by side (alternating
 runs, CUDA events, after a warm-up), reporting medians:
 - copy bandwidth: a 1 GiB device-to-device copy, read + write bytes per second, the ceiling for
   these memory-bound kernels;
-- forward + backward of every LRN and max-pool layer of nets/alexnet.net at batch 128, and of
-  every SI warp-max of nets/si_alexnet.net and nets/mnist_scale_si.net at batch 128 (the warp
-  and max alone, given each scale's conv output), for:
+- forward + backward at batch 128 of every LRN, max-pool and SI warp-max layer (the warp and max
+  alone, given each scale's conv output) of the networks, by default nets/alexnet.net,
+  nets/si_alexnet.net (whose LRNs and pools are alexnet's, so timed once) and the SI paper's
+  nets/mnist_scale_si.net, for:
     triton          the generated kernels (netdsl's triton backend)
     torch backend   netdsl's torch backend (its own LRN; F.max_pool2d; interpolate-stack-max)
     eager           plain PyTorch: F.local_response_norm with alpha * size, F.max_pool2d, and
@@ -18,20 +21,25 @@ runs, CUDA events, after a warm-up), reporting medians:
     torch.compile   the eager code compiled
   with bytes/s: the bytes the triton kernels must move (each tensor read or written once; the
   max-pool's and warp-max's one byte per output included), the same count for every
-  implementation of a case so the columns compare; the speed-up over eager; and for the
-  warp-max the peak memory the step allocates;
-- training images/s (forward, cross-entropy, backward, SGD step) of nets/alexnet.net and
-  nets/si_alexnet.net with the torch and the triton backend, at each net's [train] batch.
+  implementation of a case so the columns compare; the speed-up over eager; the largest difference
+  from eager's output, relative to its largest value; and for the warp-max the peak memory the
+  step allocates;
+- training images/s (forward, cross-entropy, backward, SGD step) of each network with the torch
+  and the triton backend, at its [train] batch.
 
 Record the output in docs/benchmarks.md with the device name. Without CUDA it says so and exits 0.
+`--device cpu` (with TRITON_INTERPRET=1) runs everything in Triton's interpreter with the wall clock
+instead, at `--batch` images: how tests/test_bench_kernels.py checks the script before a GPU's time
+is spent on it. Its times say nothing about the kernels.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
-from itertools import chain
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -43,7 +51,7 @@ import triton
 import netdsl
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
-DEVICE = "cuda"
+NETWORKS = ("alexnet.net", "si_alexnet.net", "mnist_scale_si.net")  # AlexNet's sizes and the SI paper's
 BATCH = 128
 FLOAT = 4  # bytes
 
@@ -59,26 +67,34 @@ class Case:
     results: list[dict] = field(default_factory=list)
 
 
-def time_side_by_side(steps: dict[str, Callable], repeats: int) -> dict[str, float]:
+def elapsed_ms(step: Callable, device: torch.device) -> float:
+    """One run of `step` in milliseconds: CUDA events on a GPU, the wall clock on the CPU."""
+    if device.type != "cuda":
+        start = time.perf_counter()
+        step()
+        return (time.perf_counter() - start) * 1e3
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def time_side_by_side(steps: dict[str, Callable], repeats: int, device: torch.device) -> dict[str, float]:
     """Median milliseconds of each step, the steps run in turn `repeats` times after a warm-up."""
     for step in steps.values():
-        for _ in range(3):
+        for _ in range(3 if device.type == "cuda" else 1):
             step()
-    torch.cuda.synchronize()
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times[name].append(start.elapsed_time(end))
+            times[name].append(elapsed_ms(step, device))
     return {name: statistics.median(ms) for name, ms in times.items()}
 
 
 def peak_megabytes(step: Callable) -> float:
-    """What one step allocates at its peak, beyond what was allocated before it, in MiB."""
+    """What one step allocates on the GPU at its peak, beyond what was allocated before it, in MiB."""
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
@@ -87,12 +103,17 @@ def peak_megabytes(step: Callable) -> float:
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
-def copy_bandwidth(repeats: int) -> float:
-    """Bytes per second of a 1 GiB device-to-device copy, counting what is read and what is written."""
-    src = torch.empty(2**28, device=DEVICE)
+def copy_bandwidth(repeats: int, device: torch.device) -> float:
+    """Bytes per second of a 1 GiB device-to-device copy (64 MiB on the CPU), counting what is read and what is written."""
+    src = torch.empty(2**28 if device.type == "cuda" else 2**24, device=device)
     dst = torch.empty_like(src)
-    ms = time_side_by_side({"copy": lambda: dst.copy_(src)}, repeats)["copy"]
+    ms = time_side_by_side({"copy": lambda: dst.copy_(src)}, repeats, device)["copy"]
     return 2 * src.numel() * FLOAT / (ms / 1e3)
+
+
+def failure(err: Exception) -> str:
+    """An exception as one short line for the report."""
+    return f"{type(err).__name__}: {err}".splitlines()[0][:200]
 
 
 def forward_backward(op: Callable, inputs: list[torch.Tensor], grad: torch.Tensor) -> Callable:
@@ -106,103 +127,107 @@ def modules(net):
             netdsl.load_source(netdsl.generate_source(net, backend="torch"), net.name))
 
 
-def lrn_cases(path: Path) -> Iterator[Case]:
-    """Every LRN layer of the network, on post-ReLU activations of conv-output size."""
-    net = netdsl.parse_file(path)
-    triton_module, torch_module = modules(net)
-    for layer in net.layers:
-        if layer.type != "lrn":
-            continue
-        o = layer.options
-        size, k, alpha, beta = o["size"], o["k"], o["alpha"], o["beta"]
-        groups = net.groups if layer.split else 1
-        c, h, w = layer.in_shape
-        x = torch.relu(torch.randn(BATCH, c, h, w, device=DEVICE) * 50).requires_grad_()
+def lrn_case(net, layer, triton_module, torch_module, device: torch.device, batch: int) -> Case:
+    """An LRN layer on post-ReLU activations of its input's size."""
+    o = layer.options
+    size, k, alpha, beta = o["size"], o["k"], o["alpha"], o["beta"]
+    groups = net.groups if layer.split else 1
+    c, h, w = layer.in_shape
+    x = torch.relu(torch.randn(batch, c, h, w, device=device) * 50).requires_grad_()
 
-        def eager(x, size=size, k=k, alpha=alpha, beta=beta, groups=groups):
-            n, c, h, w = x.shape  # PyTorch's LRN divides alpha by the size; each group on its own
-            out = F.local_response_norm(x.reshape(n * groups, c // groups, h, w), size, alpha * size, beta, k)
-            return out.reshape(n, c, h, w)
+    def eager(x):
+        n, c, h, w = x.shape  # PyTorch's LRN divides alpha by the size; each group on its own
+        out = F.local_response_norm(x.reshape(n * groups, c // groups, h, w), size, alpha * size, beta, k)
+        return out.reshape(n, c, h, w)
 
-        implementations = {
-            "triton": getattr(triton_module, f"lrn_{layer.name}"),
-            "torch backend": lambda x, size=size, k=k, alpha=alpha, beta=beta, groups=groups:
-                torch_module.local_response_norm(x, size, k, alpha, beta, groups),
-            "eager": eager,
-            "torch.compile": torch.compile(eager, dynamic=False),
-        }
-        yield Case(f"{net.name} {layer.name} {BATCH}x{c}x{h}x{w}, {groups} group(s)", implementations,
-                   [x], bytes=5 * x.numel() * FLOAT)  # forward: a, b; backward: a, grad b, grad a
+    implementations = {
+        "triton": getattr(triton_module, f"lrn_{layer.name}"),
+        "torch backend": lambda x: torch_module.local_response_norm(x, size, k, alpha, beta, groups),
+        "eager": eager,
+        "torch.compile": torch.compile(eager, dynamic=False),
+    }
+    return Case(f"{net.name} {layer.name} {batch}x{c}x{h}x{w}, {groups} group(s)", implementations,
+                [x], bytes=5 * x.numel() * FLOAT)  # forward: a, b; backward: a, grad b, grad a
 
 
-def maxpool_cases(path: Path) -> Iterator[Case]:
-    """Every max-pool layer of the network; the torch backend is F.max_pool2d itself."""
-    net = netdsl.parse_file(path)
-    triton_module, _ = modules(net)
-    for layer in net.layers:
-        if layer.type != "maxpool":
-            continue
-        o = layer.options
-        c, h, w = layer.in_shape
-        x = torch.relu(torch.randn(BATCH, c, h, w, device=DEVICE)).requires_grad_()
-        eager = lambda x, o=o: F.max_pool2d(x, o["size"], o["stride"], o["pad"], ceil_mode=o["round"] == "ceil")
-        implementations = {
-            "triton": getattr(triton_module, f"maxpool_{layer.name}"),
-            "eager = torch backend": eager,
-            "torch.compile": torch.compile(eager, dynamic=False),
-        }
-        inputs, outputs = x.numel(), BATCH * layer.out_shape.numel
-        # forward: x, y and a byte per output; backward: grad y, the bytes, grad x
-        yield Case(f"{net.name} {layer.name} {BATCH}x{c}x{h}x{w}, {o['size']}/{o['stride']}",
-                   implementations, [x], bytes=2 * FLOAT * inputs + 2 * (FLOAT + 1) * outputs)
+def maxpool_case(net, layer, triton_module, torch_module, device: torch.device, batch: int) -> Case:
+    """A max-pool layer on post-ReLU activations; the torch backend is F.max_pool2d itself."""
+    o = layer.options
+    c, h, w = layer.in_shape
+    x = torch.relu(torch.randn(batch, c, h, w, device=device)).requires_grad_()
+    eager = lambda x: F.max_pool2d(x, o["size"], o["stride"], o["pad"], ceil_mode=o["round"] == "ceil")
+    implementations = {
+        "triton": getattr(triton_module, f"maxpool_{layer.name}"),
+        "eager = torch backend": eager,
+        "torch.compile": torch.compile(eager, dynamic=False),
+    }
+    inputs, outputs = x.numel(), batch * layer.out_shape.numel
+    # forward: x, y and a byte per output; backward: grad y, the bytes, grad x
+    return Case(f"{net.name} {layer.name} {batch}x{c}x{h}x{w}, {o['size']}/{o['stride']}",
+                implementations, [x], bytes=2 * FLOAT * inputs + 2 * (FLOAT + 1) * outputs)
 
 
-def warp_max_cases(path: Path) -> Iterator[Case]:
-    """Every SI layer's warp-max, given random conv outputs at each scale."""
-    net = netdsl.parse_file(path)
-    triton_module, _ = modules(net)
-    for layer in net.layers:
-        if layer.type != "siconv":
-            continue
-        size = (layer.out_shape.h, layer.out_shape.w)
-        zs = [torch.randn(BATCH, layer.out_shape.c, ch, cw, device=DEVICE, requires_grad=True)
-              for _, _, _, ch, cw in layer.derived["scale_maps"]]
+def warp_max_case(net, layer, triton_module, torch_module, device: torch.device, batch: int) -> Case:
+    """An SI layer's warp-max, given random conv outputs at each scale."""
+    size = (layer.out_shape.h, layer.out_shape.w)
+    zs = [torch.randn(batch, layer.out_shape.c, ch, cw, device=device, requires_grad=True)
+          for _, _, _, ch, cw in layer.derived["scale_maps"]]
 
-        def eager(*zs, size=size):
-            warped = [F.interpolate(z, size=size, mode="bilinear", align_corners=False) for z in zs]
-            return torch.stack(warped).max(dim=0).values
+    def eager(*zs):
+        warped = [F.interpolate(z, size=size, mode="bilinear", align_corners=False) for z in zs]
+        return torch.stack(warped).max(dim=0).values
 
-        implementations = {
-            "triton": getattr(triton_module, f"SIWarpMax_{layer.name}").apply,
-            "eager = torch backend": eager,
-            "torch.compile": torch.compile(eager, dynamic=False),
-        }
-        maps, outputs = sum(z.numel() for z in zs), BATCH * layer.out_shape.numel
-        scales = ", ".join(f"{s:g}" for s in layer.options["scales"])
-        # forward: every map, the output and its winner byte; backward: grad out, the bytes, every map's grad
-        yield Case(f"{net.name} {layer.name} {BATCH}x{layer.out_shape}, scales {scales}", implementations,
-                   zs, bytes=2 * FLOAT * maps + 2 * (FLOAT + 1) * outputs, memory=True)
+    implementations = {
+        "triton": getattr(triton_module, f"SIWarpMax_{layer.name}").apply,
+        "eager = torch backend": eager,
+        "torch.compile": torch.compile(eager, dynamic=False),
+    }
+    maps, outputs = sum(z.numel() for z in zs), batch * layer.out_shape.numel
+    scales = ", ".join(f"{s:g}" for s in layer.options["scales"])
+    # forward: every map, the output and its winner byte; backward: grad out, the bytes, every map's grad
+    return Case(f"{net.name} {layer.name} {batch}x{layer.out_shape}, scales {scales}", implementations,
+                zs, bytes=2 * FLOAT * maps + 2 * (FLOAT + 1) * outputs, memory=device.type == "cuda")
 
 
-def measure(case: Case, repeats: int, copy: float) -> None:
+CASES = {"lrn": lrn_case, "maxpool": maxpool_case, "siconv": warp_max_case}  # layer type -> its case
+
+
+def kernel_cases(paths: list[Path], device: torch.device, batch: int) -> Iterator[Case]:
+    """A case for each LRN, max-pool and SI layer of the networks; a layer the same as one before
+    (si_alexnet's LRNs and pools are alexnet's) is timed once."""
+    seen = set()
+    for path in paths:
+        net = netdsl.parse_file(path)
+        triton_module, torch_module = modules(net)
+        for layer in net.layers:
+            if layer.type not in CASES:
+                continue
+            groups = net.groups if layer.split else 1
+            same = (layer.type, tuple(layer.in_shape), groups, repr(sorted(layer.options.items())))
+            if same not in seen:
+                seen.add(same)
+                yield CASES[layer.type](net, layer, triton_module, torch_module, device, batch)
+
+
+def measure(case: Case, repeats: int, copy: float, device: torch.device) -> None:
     """Check every implementation against eager, then time them side by side into case.results."""
     eager = next(fn for name, fn in case.implementations.items() if name.startswith("eager"))
     expected = eager(*case.inputs).detach()
     grad = torch.randn_like(expected)
-    steps = {}
+    steps, errors = {}, {}
     for name, fn in case.implementations.items():
+        step = forward_backward(fn, case.inputs, grad)
         try:
-            error = ((fn(*case.inputs) - expected).abs().max() / expected.abs().max()).item()
+            errors[name] = ((fn(*case.inputs) - expected).abs().max() / expected.abs().max()).item()
+            step()  # the backward compiles here too (Triton, torch.compile)
         except Exception as err:  # torch.compile can fail on a given setup: report it, keep going
-            case.results.append({"implementation": name, "error": f"{type(err).__name__}: {err}"[:200]})
+            case.results.append({"implementation": name, "failed": failure(err)})
             continue
-        if error > 1e-4:
-            print(f"  warning: {name} differs from eager by {error:.1e} on {case.name}")
-        steps[name] = forward_backward(fn, case.inputs, grad)
-    times = time_side_by_side(steps, repeats)
+        steps[name] = step
+    times = time_side_by_side(steps, repeats, device)
     for name, ms in times.items():
         row = {"implementation": name, "ms": ms, "GB/s": case.bytes / (ms / 1e3) / 1e9,
-               "of copy": case.bytes / (ms / 1e3) / copy}
+               "of copy": case.bytes / (ms / 1e3) / copy, "error": errors[name]}
         if case.memory:
             row["peak MiB"] = peak_megabytes(steps[name])
         case.results.append(row)
@@ -215,39 +240,47 @@ def measure(case: Case, repeats: int, copy: float) -> None:
 def print_case(case: Case) -> None:
     print(f"\n{case.name}  ({case.bytes / 1e6:.0f} MB moved)")
     for row in case.results:
-        if "error" in row:
-            print(f"  {row['implementation']:24s} failed: {row['error']}")
+        if "failed" in row:
+            print(f"  {row['implementation']:24s} failed: {row['failed']}")
             continue
         memory = f"  {row['peak MiB']:8.0f} MiB peak" if "peak MiB" in row else ""
         print(f"  {row['implementation']:24s} {row['ms']:8.3f} ms {row['GB/s']:7.0f} GB/s "
-              f"{row['of copy']:6.0%} of copy {row['vs eager']:6.2f}x eager{memory}")
+              f"{row['of copy']:6.0%} of copy {row['vs eager']:6.2f}x eager  error {row['error']:.0e}{memory}")
 
 
-def training_images_per_s(paths: list[Path], repeats: int) -> list[dict]:
-    """Images per second of a full training step of each network, with each backend, side by side."""
+def training_images_per_s(paths: list[Path], repeats: int, device: torch.device, batch: int | None) -> list[dict]:
+    """Images per second of a full training step of each network, with each backend, side by side,
+    at `batch` images or the network's [train] batch."""
     rows = []
     for path in paths:
         net = netdsl.parse_file(path)
-        batch = net.train.batch
-        x = torch.randn(batch, *net.input_shape, device=DEVICE) * 50
-        labels = torch.randint(net.classes, (batch,), device=DEVICE)
+        images = batch or net.train.batch
+        x = torch.randn(images, *net.input_shape, device=device) * 50
+        labels = torch.randint(net.classes, (images,), device=device)
         steps = {}
         for backend in ("torch", "triton"):
-            model = netdsl.compile_net(net, backend=backend, devices=[DEVICE]).train()
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            try:  # a backend that fails on one network is reported, and the others still run
+                model = netdsl.compile_net(net, backend=backend, devices=[device]).train()
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
-            def step(model=model, optimizer=optimizer):
-                optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), labels).backward()
-                optimizer.step()
+                def step(model=model, optimizer=optimizer):
+                    optimizer.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(x), labels).backward()
+                    optimizer.step()
 
+                step()
+            except Exception as err:
+                rows.append({"net": net.name, "backend": backend, "batch": images, "failed": failure(err)})
+                print(f"  {net.name:16s} {backend:7s} failed: {failure(err)}")
+                continue
             steps[backend] = step
-        for backend, ms in time_side_by_side(steps, repeats).items():
-            rows.append({"net": net.name, "backend": backend, "batch": batch, "ms": ms,
-                         "images/s": batch / (ms / 1e3)})
-            print(f"  {net.name:16s} {backend:7s} batch {batch}: {ms:8.1f} ms a step, {batch / (ms / 1e3):8.0f} images/s")
+        for backend, ms in time_side_by_side(steps, repeats, device).items():
+            rows.append({"net": net.name, "backend": backend, "batch": images, "ms": ms,
+                         "images/s": images / (ms / 1e3)})
+            print(f"  {net.name:16s} {backend:7s} batch {images}: {ms:8.1f} ms a step, {images / (ms / 1e3):8.0f} images/s")
         del steps
-        torch.cuda.empty_cache()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -256,34 +289,46 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per implementation (default 20)")
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--nets", type=Path, nargs="+", default=[NETS / n for n in NETWORKS],
+                        help="networks whose LRN, max-pool and SI layers are timed, and whose training step is "
+                             f"(default: {', '.join(NETWORKS)})")
+    parser.add_argument("--device", type=torch.device, default=torch.device("cuda"),
+                        help="cuda (default), or cpu: the kernels in Triton's interpreter, to check the script, not to time it")
+    parser.add_argument("--batch", type=int, help="images per case and per training step "
+                        "(default: 128 for the kernels, each network's [train] batch for training)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    device = args.device
+    if device.type == "cuda" and not torch.cuda.is_available():
         print("bench/kernels.py needs a CUDA GPU (the Triton kernels run on CUDA); none here, nothing measured.")
         return 0
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        print("--device cpu runs the kernels in Triton's interpreter, which must be on before triton is imported:\n"
+              f"    TRITON_INTERPRET=1 python {' '.join(sys.argv)}", file=sys.stderr)
+        return 2
+    batch = args.batch or BATCH
 
     torch.backends.cudnn.benchmark = True
-    device = torch.cuda.get_device_name()
-    print(f"{device}; torch {torch.__version__}, triton {triton.__version__}; float32, median of {args.repeats}")
-    copy = copy_bandwidth(args.repeats)
-    print(f"copy bandwidth: {copy / 1e9:.0f} GB/s (1 GiB device-to-device, read + write)")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (Triton interpreter)"
+    print(f"{device_name}; torch {torch.__version__}, triton {triton.__version__}; float32, median of {args.repeats}")
+    copy = copy_bandwidth(args.repeats, device)
+    print(f"copy bandwidth: {copy / 1e9:.0f} GB/s (device-to-device, read + write)")
 
-    print(f"\nforward + backward, batch {BATCH}")
+    print(f"\nforward + backward, batch {batch}")
     cases = []
-    for case in chain(lrn_cases(NETS / "alexnet.net"), maxpool_cases(NETS / "alexnet.net"),
-                      warp_max_cases(NETS / "si_alexnet.net"), warp_max_cases(NETS / "mnist_scale_si.net")):
+    for case in kernel_cases(args.nets, device, batch):
         if args.no_compile:
             case.implementations.pop("torch.compile")
-        measure(case, args.repeats, copy)
+        measure(case, args.repeats, copy, device)
         print_case(case)
         case.inputs.clear()  # free this case's tensors before the next is made
         cases.append(case)
 
     print("\ntraining step (forward, cross-entropy, backward, SGD)")
-    networks = training_images_per_s([NETS / "alexnet.net", NETS / "si_alexnet.net"], args.repeats)
+    networks = training_images_per_s(args.nets, args.repeats, device, args.batch)
 
     if args.json:
         args.json.write_text(json.dumps({
-            "device": device, "torch": torch.__version__, "triton": triton.__version__,
+            "device": device_name, "torch": torch.__version__, "triton": triton.__version__,
             "repeats": args.repeats, "copy GB/s": copy / 1e9,
             "kernels": [{"case": case.name, "bytes": case.bytes, "results": case.results} for case in cases],
             "networks": networks}, indent=2))
