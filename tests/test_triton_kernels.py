@@ -283,19 +283,22 @@ def test_every_launch_runs_on_its_tensors_device(monkeypatch):
         finally:
             open_guards.pop()
 
-    def watched(name, kernel):
-        def launch(grid):
+    class Watched:
+        """A kernel that notes each launch, and whether the innermost device_of holds one of its tensors."""
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
             def run(*args, **options):
-                launched.append(name)
+                launched.append(self.name)
                 if not (open_guards and any(arg is open_guards[-1] for arg in args)):
-                    unguarded.append(name)
-                return kernel[grid](*args, **options)
+                    unguarded.append(self.name)
+                return self.kernel[grid](*args, **options)
             return run
-        return type("Watched", (), {"__getitem__": lambda self, grid: launch(grid)})()
 
     monkeypatch.setattr(torch.cuda, "device_of", device_of)
     for name in expected_kernels(net):
-        monkeypatch.setitem(vars(module), name, watched(name, vars(module)[name]))
+        monkeypatch.setitem(vars(module), name, Watched(name, vars(module)[name]))
     model = module.build()
     x = torch.randn(1, *net.input_shape, requires_grad=True)
     logits = model(x)
