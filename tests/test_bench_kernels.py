@@ -65,9 +65,11 @@ type = softmax
 """
 
 
-def run_bench(*args, env=None):
+def run_bench(*args, env=None, unset=()):
+    """bench/kernels.py with `args`, in this environment plus `env` and less the variables `unset`."""
+    environment = {key: value for key, value in os.environ.items() if key not in unset}
     return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+                          env={**environment, **(env or {})})
 
 
 def test_every_case_runs_and_agrees_with_eager(tmp_path):
@@ -101,8 +103,7 @@ def test_without_a_gpu_it_says_so_and_exits_0():
 
 
 def test_the_cpu_run_asks_for_the_interpreter():
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, str(BENCH), "--device", "cpu"], capture_output=True, text=True, env=env)
+    result = run_bench("--device", "cpu", unset=["TRITON_INTERPRET"])
     assert result.returncode == 2
     assert "TRITON_INTERPRET=1 python" in result.stderr and "Traceback" not in result.stderr
 
