@@ -4,6 +4,7 @@
     python bench/kernels.py --repeats 50 --json results.json
     python bench/kernels.py --no-compile               # skip torch.compile (it takes minutes to compile)
     python bench/kernels.py --nets nets/tiny_imagenet.net
+    python bench/kernels.py --dtype bfloat16           # kernels on bfloat16 maps; training under autocast
     TRITON_INTERPRET=1 python bench/kernels.py --device cpu --batch 1 --repeats 1 --no-compile   # does the script work?
 
 What it measures, all in one process, implementations of a case timed side by side (alternating
@@ -26,6 +27,8 @@ runs, CUDA events, after a warm-up), reporting medians:
   step allocates;
 - training images/s (forward, cross-entropy, backward, SGD step) of each network with the torch
   and the triton backend, at its [train] batch.
+With `--dtype float16` or `bfloat16` the cases' tensors are in that dtype (bytes counted at its size)
+and the training step runs under torch.autocast to it, its weights and optimizer still float32.
 
 Record the output in docs/benchmarks.md with the device name. Without CUDA it says so and exits 0.
 `--device cpu` (with TRITON_INTERPRET=1) runs everything in Triton's interpreter with the wall clock
@@ -54,6 +57,7 @@ NETS = Path(__file__).resolve().parent.parent / "nets"
 NETWORKS = ("alexnet.net", "si_alexnet.net", "mnist_scale_si.net")  # AlexNet's sizes and the SI paper's
 BATCH = 128
 FLOAT = 4  # bytes
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -127,13 +131,13 @@ def modules(net):
             netdsl.load_source(netdsl.generate_source(net, backend="torch"), net.name))
 
 
-def lrn_case(net, layer, triton_module, torch_module, device: torch.device, batch: int) -> Case:
+def lrn_case(net, layer, triton_module, torch_module, device: torch.device, batch: int, dtype: torch.dtype) -> Case:
     """An LRN layer on post-ReLU activations of its input's size."""
     o = layer.options
     size, k, alpha, beta = o["size"], o["k"], o["alpha"], o["beta"]
     groups = net.groups if layer.split else 1
     c, h, w = layer.in_shape
-    x = torch.relu(torch.randn(batch, c, h, w, device=device) * 50).requires_grad_()
+    x = torch.relu(torch.randn(batch, c, h, w, device=device) * 50).to(dtype).requires_grad_()
 
     def eager(x):
         n, c, h, w = x.shape  # PyTorch's LRN divides alpha by the size; each group on its own
@@ -147,30 +151,30 @@ def lrn_case(net, layer, triton_module, torch_module, device: torch.device, batc
         "torch.compile": torch.compile(eager, dynamic=False),
     }
     return Case(f"{net.name} {layer.name} {batch}x{c}x{h}x{w}, {groups} group(s)", implementations,
-                [x], bytes=5 * x.numel() * FLOAT)  # forward: a, b; backward: a, grad b, grad a
+                [x], bytes=5 * x.numel() * x.element_size())  # forward: a, b; backward: a, grad b, grad a
 
 
-def maxpool_case(net, layer, triton_module, torch_module, device: torch.device, batch: int) -> Case:
+def maxpool_case(net, layer, triton_module, torch_module, device: torch.device, batch: int, dtype: torch.dtype) -> Case:
     """A max-pool layer on post-ReLU activations; the torch backend is F.max_pool2d itself."""
     o = layer.options
     c, h, w = layer.in_shape
-    x = torch.relu(torch.randn(batch, c, h, w, device=device)).requires_grad_()
+    x = torch.relu(torch.randn(batch, c, h, w, device=device)).to(dtype).requires_grad_()
     eager = lambda x: F.max_pool2d(x, o["size"], o["stride"], o["pad"], ceil_mode=o["round"] == "ceil")
     implementations = {
         "triton": getattr(triton_module, f"maxpool_{layer.name}"),
         "eager = torch backend": eager,
         "torch.compile": torch.compile(eager, dynamic=False),
     }
-    inputs, outputs = x.numel(), batch * layer.out_shape.numel
+    inputs, outputs, itemsize = x.numel(), batch * layer.out_shape.numel, x.element_size()
     # forward: x, y and a byte per output; backward: grad y, the bytes, grad x
     return Case(f"{net.name} {layer.name} {batch}x{c}x{h}x{w}, {o['size']}/{o['stride']}",
-                implementations, [x], bytes=2 * FLOAT * inputs + 2 * (FLOAT + 1) * outputs)
+                implementations, [x], bytes=2 * itemsize * inputs + 2 * (itemsize + 1) * outputs)
 
 
-def warp_max_case(net, layer, triton_module, torch_module, device: torch.device, batch: int) -> Case:
+def warp_max_case(net, layer, triton_module, torch_module, device: torch.device, batch: int, dtype: torch.dtype) -> Case:
     """An SI layer's warp-max, given random conv outputs at each scale."""
     size = (layer.out_shape.h, layer.out_shape.w)
-    zs = [torch.randn(batch, layer.out_shape.c, ch, cw, device=device, requires_grad=True)
+    zs = [torch.randn(batch, layer.out_shape.c, ch, cw, device=device, dtype=dtype, requires_grad=True)
           for _, _, _, ch, cw in layer.derived["scale_maps"]]
 
     def eager(*zs):
@@ -182,17 +186,17 @@ def warp_max_case(net, layer, triton_module, torch_module, device: torch.device,
         "eager = torch backend": eager,
         "torch.compile": torch.compile(eager, dynamic=False),
     }
-    maps, outputs = sum(z.numel() for z in zs), batch * layer.out_shape.numel
+    maps, outputs, itemsize = sum(z.numel() for z in zs), batch * layer.out_shape.numel, zs[0].element_size()
     scales = ", ".join(f"{s:g}" for s in layer.options["scales"])
     # forward: every map, the output and its winner byte; backward: grad out, the bytes, every map's grad
     return Case(f"{net.name} {layer.name} {batch}x{layer.out_shape}, scales {scales}", implementations,
-                zs, bytes=2 * FLOAT * maps + 2 * (FLOAT + 1) * outputs, memory=device.type == "cuda")
+                zs, bytes=2 * itemsize * maps + 2 * (itemsize + 1) * outputs, memory=device.type == "cuda")
 
 
 CASES = {"lrn": lrn_case, "maxpool": maxpool_case, "siconv": warp_max_case}  # layer type -> its case
 
 
-def kernel_cases(paths: list[Path], device: torch.device, batch: int) -> Iterator[Case]:
+def kernel_cases(paths: list[Path], device: torch.device, batch: int, dtype: torch.dtype) -> Iterator[Case]:
     """A case for each LRN, max-pool and SI layer of the networks; a layer the same as one before
     (si_alexnet's LRNs and pools are alexnet's) is timed once."""
     seen = set()
@@ -206,19 +210,20 @@ def kernel_cases(paths: list[Path], device: torch.device, batch: int) -> Iterato
             same = (layer.type, tuple(layer.in_shape), groups, repr(sorted(layer.options.items())))
             if same not in seen:
                 seen.add(same)
-                yield CASES[layer.type](net, layer, triton_module, torch_module, device, batch)
+                yield CASES[layer.type](net, layer, triton_module, torch_module, device, batch, dtype)
 
 
 def measure(case: Case, repeats: int, copy: float, device: torch.device) -> None:
-    """Check every implementation against eager, then time them side by side into case.results."""
+    """Check every implementation against eager in float32, then time them side by side into case.results."""
     eager = next(fn for name, fn in case.implementations.items() if name.startswith("eager"))
-    expected = eager(*case.inputs).detach()
-    grad = torch.randn_like(expected)
+    with torch.no_grad():  # float32 whatever the dtype: in float16 the error column shows its rounding
+        expected = eager(*(x.float() for x in case.inputs))
+    grad = torch.randn_like(expected).to(case.inputs[0].dtype)
     steps, errors = {}, {}
     for name, fn in case.implementations.items():
         step = forward_backward(fn, case.inputs, grad)
         try:
-            errors[name] = ((fn(*case.inputs) - expected).abs().max() / expected.abs().max()).item()
+            errors[name] = ((fn(*case.inputs).float() - expected).abs().max() / expected.abs().max()).item()
             step()  # the backward compiles here too (Triton, torch.compile)
         except Exception as err:  # torch.compile can fail on a given setup: report it, keep going
             case.results.append({"implementation": name, "failed": failure(err)})
@@ -244,13 +249,15 @@ def print_case(case: Case) -> None:
             print(f"  {row['implementation']:24s} failed: {row['failed']}")
             continue
         memory = f"  {row['peak MiB']:8.0f} MiB peak" if "peak MiB" in row else ""
+        vs_eager = f"{row['vs eager']:6.2f}x eager" if "vs eager" in row else "(eager failed)"
         print(f"  {row['implementation']:24s} {row['ms']:8.3f} ms {row['GB/s']:7.0f} GB/s "
-              f"{row['of copy']:6.0%} of copy {row['vs eager']:6.2f}x eager  error {row['error']:.0e}{memory}")
+              f"{row['of copy']:6.0%} of copy {vs_eager}  error {row['error']:.0e}{memory}")
 
 
-def training_images_per_s(paths: list[Path], repeats: int, device: torch.device, batch: int | None) -> list[dict]:
+def training_images_per_s(paths: list[Path], repeats: int, device: torch.device, batch: int | None,
+                          dtype: torch.dtype) -> list[dict]:
     """Images per second of a full training step of each network, with each backend, side by side,
-    at `batch` images or the network's [train] batch."""
+    at `batch` images or the network's [train] batch; under autocast to `dtype` unless it is float32."""
     rows = []
     for path in paths:
         net = netdsl.parse_file(path)
@@ -265,7 +272,9 @@ def training_images_per_s(paths: list[Path], repeats: int, device: torch.device,
 
                 def step(model=model, optimizer=optimizer):
                     optimizer.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(x), labels).backward()
+                    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                        loss = F.cross_entropy(model(x), labels)
+                    loss.backward()
                     optimizer.step()
 
                 step()
@@ -294,6 +303,8 @@ def main() -> int:
                              f"(default: {', '.join(NETWORKS)})")
     parser.add_argument("--device", type=torch.device, default=torch.device("cuda"),
                         help="cuda (default), or cpu: the kernels in Triton's interpreter, to check the script, not to time it")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="the cases' tensors, and the training step's autocast (default float32: none)")
     parser.add_argument("--batch", type=int, help="images per case and per training step "
                         "(default: 128 for the kernels, each network's [train] batch for training)")
     args = parser.parse_args()
@@ -305,17 +316,17 @@ def main() -> int:
         print("--device cpu runs the kernels in Triton's interpreter, which must be on before triton is imported:\n"
               f"    TRITON_INTERPRET=1 python {' '.join(sys.argv)}", file=sys.stderr)
         return 2
-    batch = args.batch or BATCH
+    batch, dtype = args.batch or BATCH, DTYPES[args.dtype]
 
     torch.backends.cudnn.benchmark = True
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (Triton interpreter)"
-    print(f"{device_name}; torch {torch.__version__}, triton {triton.__version__}; float32, median of {args.repeats}")
+    print(f"{device_name}; torch {torch.__version__}, triton {triton.__version__}; {args.dtype}, median of {args.repeats}")
     copy = copy_bandwidth(args.repeats, device)
     print(f"copy bandwidth: {copy / 1e9:.0f} GB/s (device-to-device, read + write)")
 
     print(f"\nforward + backward, batch {batch}")
     cases = []
-    for case in kernel_cases(args.nets, device, batch):
+    for case in kernel_cases(args.nets, device, batch, dtype):
         if args.no_compile:
             case.implementations.pop("torch.compile")
         measure(case, args.repeats, copy, device)
@@ -324,12 +335,12 @@ def main() -> int:
         cases.append(case)
 
     print("\ntraining step (forward, cross-entropy, backward, SGD)")
-    networks = training_images_per_s(args.nets, args.repeats, device, args.batch)
+    networks = training_images_per_s(args.nets, args.repeats, device, args.batch, dtype)
 
     if args.json:
         args.json.write_text(json.dumps({
             "device": device_name, "torch": torch.__version__, "triton": triton.__version__,
-            "repeats": args.repeats, "copy GB/s": copy / 1e9,
+            "dtype": args.dtype, "repeats": args.repeats, "copy GB/s": copy / 1e9,
             "kernels": [{"case": case.name, "bytes": case.bytes, "results": case.results} for case in cases],
             "networks": networks}, indent=2))
     return 0

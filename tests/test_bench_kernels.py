@@ -96,6 +96,23 @@ def test_every_case_runs_and_agrees_with_eager(tmp_path):
     assert all(row["images/s"] > 0 for row in report["networks"])
 
 
+def test_float16_cases_are_checked_against_float32_eager(tmp_path):
+    """--dtype float16: every kernel's output within one float16 rounding of eager in float32, and the
+    training steps under autocast. (Eager LRN has no float16 on the CPU; that row reports its failure.)"""
+    (tmp_path / "small.net").write_text(SMALL_NET)
+    result = run_bench("--device", "cpu", "--batch", "2", "--repeats", "1", "--no-compile", "--dtype", "float16",
+                       "--nets", str(tmp_path / "small.net"), "--json", str(tmp_path / "out.json"),
+                       env={"TRITON_INTERPRET": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["dtype"] == "float16" and len(report["kernels"]) == 6
+    for case in report["kernels"]:
+        rows = {row["implementation"]: row for row in case["results"]}
+        assert "failed" not in rows["triton"], f"{case['case']}: {rows['triton']}"
+        assert rows["triton"]["error"] < 2**-10, case["case"]  # float16 rounds within 2**-11 of each value
+    assert all(row["images/s"] > 0 for row in report["networks"]) and len(report["networks"]) == 2
+
+
 def test_without_a_gpu_it_says_so_and_exits_0():
     result = run_bench(env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0

@@ -17,11 +17,12 @@ from netdsl.check import MODULE_ATTRIBUTES
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize("name", ["alexnet", "mnist_scale_si", "euronet"])
-def test_generated_source_matches_golden_file(name):
+@pytest.mark.parametrize("name, backend", [("alexnet", "torch"), ("mnist_scale_si", "torch"), ("euronet", "torch"),
+                                           ("si_alexnet", "triton")])  # the triton one holds every kernel type
+def test_generated_source_matches_golden_file(name, backend):
     path = f"nets/{name}.net"
-    source = netdsl.generate_source(netdsl.parse_string(Path(path).read_bytes(), path))
-    golden = GOLDEN / f"{name}.torch.py"
+    source = netdsl.generate_source(netdsl.parse_string(Path(path).read_bytes(), path), backend=backend)
+    golden = GOLDEN / f"{name}.{backend}.py"
     if os.environ.get("NETDSL_UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(source)

@@ -1,10 +1,12 @@
 """The torch backend against plain PyTorch written from the papers, on fresh random inputs."""
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import netdsl
 from reference import PaperAlexNet, images, lrn_formula, relative_error, si_formula
+from rounding import assert_rounded_once
 
 
 def strong_weights(model: nn.Module) -> None:
@@ -101,6 +103,20 @@ def test_lrn_float32_against_formula_and_pytorch():
     # PyTorch's own divides alpha by the size: the same LRN needs alpha * size there.
     torch_lrn = F.local_response_norm(a, 5, alpha=1e-4 * 5, beta=0.75, k=2.0)
     assert relative_error(got, torch_lrn) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_lrn_half_precision_is_the_float32_result_rounded_once(dtype):
+    """Half-precision maps are normalized in float32: the output and the gradient are the float32 formula's,
+    rounded once (computed in float16 instead, the denominator and its power would each round again)."""
+    module = _lrn_module(1, 24, 6, 5, 5)
+    a = (torch.randn(2, 24, 6, 5) * 40).to(dtype).requires_grad_()
+    a32 = a.detach().float().requires_grad_()
+    got, want = module.local_response_norm(a, 5, 2.0, 1e-3, 0.75), lrn_formula(a32, 5, 2.0, 1e-3, 0.75)
+    assert got.dtype == dtype
+    assert_rounded_once(got, want, "output")
+    grad = torch.randn_like(got)
+    assert_rounded_once(torch.autograd.grad(got, a, grad)[0], torch.autograd.grad(want, a32, grad.float())[0], "gradient")
 
 
 SI_NET = """

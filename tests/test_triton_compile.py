@@ -14,6 +14,8 @@ to a cubin, and each must:
   would only mean registers reshuffled between layouts, with barriers, on every step;
 - spill no register to local memory;
 - fit its grid in CUDA's limits (x below 2^31, y and z at most 65535).
+The same holds of a model in float16 and in bfloat16 (which the interpreter cannot run), whose kernels
+compute in float32.
 """
 import json
 import subprocess
@@ -41,10 +43,10 @@ EDGE_CASES = {
 }
 
 
-def compile_for_hopper(paths, batch):
+def compile_for_hopper(paths, batch, dtype="float32"):
     """tests/triton_aot.py's report on the networks' kernels: {path: [kernel, ...]}."""
     result = subprocess.run([sys.executable, str(TESTS / "triton_aot.py"), "--json", "--batch", str(batch),
-                             *map(str, paths)], capture_output=True, text=True)
+                             "--dtype", dtype, *map(str, paths)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -86,3 +88,12 @@ def test_seed_network_kernels_compile_for_hopper(seed_networks, name):
 def test_edge_case_kernels_compile_for_hopper(edge_cases, name):
     kernels, folder = edge_cases
     assert_compiled_cleanly(netdsl.parse_file(folder / f"{name}.net"), kernels[name])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_kernels_compile_for_hopper(dtype):
+    """si_alexnet's LRN, max-pool and 3-scale SI kernels and the MNIST-scale network's 6-scale ones."""
+    paths = [NETS / "si_alexnet.net", NETS / "mnist_scale_si.net"]
+    kernels = compile_for_hopper(paths, batch=128, dtype=dtype)
+    for path in paths:
+        assert_compiled_cleanly(netdsl.parse_file(path), kernels[str(path)])

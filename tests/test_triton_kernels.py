@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import netdsl
 from netdsl.load import load_source
 from kernel_names import expected_kernels
+from rounding import assert_rounded_once
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}  # relative to the largest reference value
@@ -187,6 +188,56 @@ def test_si_warp_max_kernel_alone():
         assert rel_err(a, e) < TOLERANCE[torch.float32], f"gradient of the {tuple(z.shape[2:])} map"
 
 
+# ---- half precision ----
+# float16 maps go through the kernels as PyTorch treats them: read, computed on in float32, each result
+# rounded once to float16. The reference is the torch backend (or eager PyTorch) in float32 on the same
+# values, so each element must be within half a float16 ulp of it. bfloat16, which the interpreter cannot
+# compute with, takes the same code path; test_triton_compile.py compiles it for the GPU.
+
+def half_and_float32(text):
+    """The network in `text` with the triton backend in float16, and with the torch backend in float32."""
+    net = netdsl.parse_string(text)
+    return net, netdsl.compile_net(net, backend="triton").eval().half(), netdsl.compile_net(net, backend="torch").eval()
+
+
+@pytest.mark.parametrize("shape, layer, groups", [
+    ("38x23x25", "type = lrn\nsize = 5\nk = 1.5\nalpha = 0.02\nbeta = 0.75", 1),
+    ("9x4x3", "type = lrn\nsize = 3\nk = 2\nalpha = 1e-4\nbeta = 0.75", 3),
+    ("5x12x12", "type = maxpool\nsize = 3\nstride = 2\npad = 1\nround = ceil", 1),
+    ("2x7x7", "type = maxpool\nsize = 3\nstride = 1\npad = 1", 1),   # every input's gradient a sum of up to nine
+])
+def test_half_precision_rounds_once(poisoned, shape, layer, groups):
+    net, model, reference = half_and_float32(one_layer_net(shape, layer, groups))
+    x = (torch.randn(2, *net.input_shape) * 30).half().requires_grad_()
+    x32 = x.detach().float().requires_grad_()
+    actual, expected = model(x), reference(x32)
+    assert actual.dtype == torch.float16
+    assert_rounded_once(actual, expected, "output")
+    grad = torch.randn_like(actual)
+    assert_rounded_once(torch.autograd.grad(actual, x, grad)[0],
+                        torch.autograd.grad(expected, x32, grad.float())[0], "input gradient")
+
+
+@pytest.mark.parametrize("scales", ["0.63, 0.794, 1, 1.26, 1.587, 2", "1, 1.5, 0.7"])  # float16 scale 1 first, then float32
+def test_si_warp_max_half_precision(poisoned, scales):
+    """float16 conv maps warped in float32 and the maximum rounded once; the backward adds each output's
+    share into the float16 gradients one atomic add at a time, as PyTorch's CUDA kernel does, so a pixel
+    that several outputs read is rounded once per add: within a few float16 ulps, not one."""
+    net = netdsl.parse_string(si_net("2x15x13", scales, "pad = 1"))
+    layer = net.layer("layer")
+    module = load_source(netdsl.generate_source(net, backend="triton"), net.name)
+    zs = [(torch.randn(2, 5, ch, cw) * 10).half().requires_grad_() for _, _, _, ch, cw in layer.derived["scale_maps"]]
+    zs32 = [z.detach().float().requires_grad_() for z in zs]
+    size = (layer.out_shape.h, layer.out_shape.w)
+    expected = torch.stack([F.interpolate(z, size=size, mode="bilinear", align_corners=False) for z in zs32]).max(0).values
+    actual = module.SIWarpMax_layer.apply(*zs)
+    assert_rounded_once(actual, expected, "warp-max")
+    grad = torch.randn_like(actual)
+    for z, a, e in zip(zs, torch.autograd.grad(actual, zs, grad), torch.autograd.grad(expected, zs32, grad.float())):
+        assert a.dtype == torch.float16
+        assert rel_err(a.float(), e) < 8 * 2**-11, f"gradient of the {tuple(z.shape[2:])} map"  # eight roundings
+
+
 # ---- whole networks ----
 
 def test_alexnet_batch_1():
@@ -256,6 +307,26 @@ def test_si_alexnet_first_layers_one_device_per_group():
     grad = torch.randn_like(expected)
     actual_grad, expected_grad = torch.autograd.grad(actual, x, grad)[0], torch.autograd.grad(expected, x, grad)[0]
     assert rel_err(actual_grad, expected_grad) < TOLERANCE[torch.float64]
+
+
+def test_si_alexnet_first_layers_under_autocast():
+    """torch.autocast hands the kernels float16 conv maps: the two backends agree on the logits as closely as
+    float16 allows. Their input gradients agree in norm only: in float16 many SI maxima are near-ties, which
+    the kernel (comparing the warps in float32) and PyTorch (comparing them rounded to float16) may give to
+    different scales; each kernel's own gradient is checked element by element above."""
+    net = netdsl.parse_string(SI_ALEXNET_FIRST_LAYERS)
+    reference = netdsl.compile_net(net, backend="torch").eval()
+    model = netdsl.compile_net(net, backend="triton").eval()
+    model.load_state_dict(reference.state_dict())
+    x = (torch.randn(2, *net.input_shape) * 50).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.float16):
+        expected, actual = reference(x), model(x)
+    assert actual.dtype == expected.dtype == torch.float16
+    assert rel_err(actual.float(), expected.float()) < 5e-3
+    grad = torch.randn_like(expected)
+    actual_grad, expected_grad = torch.autograd.grad(actual, x, grad)[0], torch.autograd.grad(expected, x, grad)[0]
+    assert actual_grad.dtype == torch.float32
+    assert ((actual_grad - expected_grad).norm() / expected_grad.norm()).item() < 0.25  # 0.06 at worst in 40 runs
 
 
 def test_mnist_scale_si():

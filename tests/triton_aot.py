@@ -2,6 +2,7 @@
 
     python tests/triton_aot.py nets/alexnet.net nets/si_alexnet.net   # a line per kernel: grid, registers, ...
     python tests/triton_aot.py --json nets/alexnet.net                  # the same as JSON (tests/test_triton_compile.py)
+    python tests/triton_aot.py --dtype bfloat16 nets/si_alexnet.net     # a model and input in bfloat16
 
 The interpreter (TRITON_INTERPRET=1, how the other tests run the kernels) executes them in numpy and
 accepts code that the compiler would reject or compile badly. Here every kernel a network launches
@@ -47,7 +48,9 @@ from netdsl.ir import Net
 from netdsl.load import load_source
 
 HOPPER = GPUTarget("cuda", 90, 32)  # H100 and H200: compute capability 9.0, 32-thread warps
-POINTER_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.uint8: "*u8", torch.int32: "*i32"}
+POINTER_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.float16: "*fp16", torch.bfloat16: "*bf16",
+                 torch.uint8: "*u8", torch.int32: "*i32"}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 ALIGNED = [["tt.divisibility", 16]]  # what Triton's launcher marks on a pointer or integer divisible by 16
 
 
@@ -75,8 +78,9 @@ class Compiled:
     stack: int
 
 
-def launches(net: Net, batch: int) -> list[Launch]:
-    """Every kernel launch of one training step (forward, then backward) of `net` at `batch` images."""
+def launches(net: Net, batch: int, dtype: torch.dtype = torch.float32) -> list[Launch]:
+    """Every kernel launch of one training step (forward, then backward) of `net` at `batch` images,
+    with the model and its input in `dtype`."""
     module = load_source(netdsl.generate_source(net, backend="triton"), net.name)
     kernels = {name: value for name, value in vars(module).items() if isinstance(value, JITFunction)}
     recorded: list[Launch] = []
@@ -91,8 +95,8 @@ def launches(net: Net, batch: int) -> list[Launch]:
     vars(module).update({name: Recorder(kernel) for name, kernel in kernels.items()})
     try:
         with torch.device("meta"):
-            model = module.build().train()
-            x = torch.randn(batch, *net.input_shape, requires_grad=True)
+            model = module.build().train().to(dtype)
+            x = torch.randn(batch, *net.input_shape, dtype=dtype, requires_grad=True)
             logits = model(x)
             torch.autograd.grad(logits, x, torch.ones_like(logits))
     finally:
@@ -136,12 +140,13 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
     return {key: int(value) for key, value in re.findall(r"(\w+):(\d+)", line)}
 
 
-def compile_net_kernels(net: Net, batch: int, done: dict | None = None) -> list[tuple[Launch, Compiled]]:
+def compile_net_kernels(net: Net, batch: int, dtype: torch.dtype = torch.float32,
+                        done: dict | None = None) -> list[tuple[Launch, Compiled]]:
     """Each kernel `net` launches in a training step, compiled once (a layer's forward and backward are two).
     `done` keeps what was compiled across networks: alexnet's LRN kernels are si_alexnet's too."""
     done = {} if done is None else done
     compiled = {}
-    for launch in launches(net, batch):
+    for launch in launches(net, batch, dtype):
         types, attributes = signature(launch)
         key = (launch.kernel.src, str(types), str(attributes), str(sorted(launch.options.items())))
         if key not in done:
@@ -162,15 +167,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("nets", nargs="+", type=Path)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="the model's and input's dtype (float32)")
     parser.add_argument("--json", action="store_true", help="print {net file: [kernel, ...]} as JSON")
     args = parser.parse_args()
     done = {}
-    reports = {str(path): [report(*kernel) for kernel in compile_net_kernels(netdsl.parse_file(path), args.batch, done)]
+    dtype = DTYPES[args.dtype]
+    reports = {str(path): [report(*kernel) for kernel in compile_net_kernels(netdsl.parse_file(path), args.batch, dtype, done)]
                for path in args.nets}
     if args.json:
         print(json.dumps(reports))
         return 0
-    print(f"triton {triton.__version__}, target sm_{HOPPER.arch}, batch {args.batch}")
+    print(f"triton {triton.__version__}, target sm_{HOPPER.arch}, batch {args.batch}, {args.dtype}")
     print(f"{'kernel':36s} {'grid':>15s} {'warps':>5s} {'registers':>9s} {'shared':>6s} {'spills':>6s}")
     for path, kernels in reports.items():
         print(f"{path}:")

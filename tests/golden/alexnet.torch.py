@@ -29,6 +29,9 @@ class LocalResponseNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, size, k, alpha, beta):
+        # float16 and bfloat16 maps are normalized in float32, and the result rounded back once
+        a_dtype = a.dtype
+        a = a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
         # base = k + alpha * (window sum of a^2), accumulated with addcmul so a^2 is never stored
         base = torch.addcmul(torch.tensor(k, dtype=a.dtype), a, a, value=alpha)
         for shift in range(1, size // 2 + 1):
@@ -36,17 +39,17 @@ class LocalResponseNorm(torch.autograd.Function):
             base[:, :-shift].addcmul_(a[:, shift:], a[:, shift:], value=alpha)
         scale = base.pow(-beta)
         ctx.save_for_backward(a, base, scale)
-        ctx.size, ctx.alpha, ctx.beta = size, alpha, beta
-        return a * scale
+        ctx.size, ctx.alpha, ctx.beta, ctx.dtype = size, alpha, beta, a_dtype
+        return (a * scale).to(a_dtype)
 
     @staticmethod
     def backward(ctx, grad_b):
         a, base, scale = ctx.saved_tensors
-        direct = grad_b * scale                      # g_i d_i^-beta
+        direct = grad_b.to(a.dtype) * scale          # g_i d_i^-beta
         through = (direct * a).div_(base)            # g_i a_i d_i^(-beta-1)
         window = channel_window_sum(through, ctx.size)
         grad_a = direct.addcmul_(window, a, value=-2 * ctx.alpha * ctx.beta)  # in place: no new buffer
-        return grad_a, None, None, None, None
+        return grad_a.to(ctx.dtype), None, None, None, None
 
 
 def local_response_norm(x, size, k, alpha, beta, groups=1):
