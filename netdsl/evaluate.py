@@ -77,6 +77,28 @@ def default_workers() -> int:
     return max(1, min(4, usable_cores() // processes))
 
 
+def check_devices(devices, backend: str) -> None:
+    """Refuse, before anything runs or is written, a device this machine lacks, and the triton backend
+    where its kernels cannot run: they need CUDA, or Triton's interpreter (TRITON_INTERPRET=1)."""
+    for name in devices or []:
+        if torch.device(name).type != "cuda":
+            continue
+        if not torch.cuda.is_available():
+            raise NetError(f"--devices {name}: this machine has no CUDA GPU that PyTorch can use")
+        index, count = torch.device(name).index or 0, torch.cuda.device_count()
+        if index >= count:
+            raise NetError(f"--devices {name}: this machine has {count} CUDA GPU{'s' if count > 1 else ''}, "
+                           f"cuda:0 to cuda:{count - 1}")
+    on_cuda = all(torch.device(d).type == "cuda" for d in default_devices(devices) or ["cpu"])
+    if backend == "triton" and not on_cuda:
+        from triton import knobs  # what Triton itself read from TRITON_INTERPRET
+
+        if not knobs.runtime.interpret:
+            raise NetError("--backend triton runs its kernels on CUDA GPUs, and this run would use the CPU; "
+                           "use --backend torch (or auto), or set TRITON_INTERPRET=1 to run the kernels in "
+                           "Triton's interpreter, slowly")
+
+
 def default_devices(devices):
     """--devices, else the first GPU if there is one, else None (the CPU)."""
     if devices is None and torch.cuda.is_available():
@@ -168,6 +190,7 @@ def _sums(model, loader, output_type: str, device, problems: data.ProblemLog) ->
 
 
 def run(args) -> int:
+    check_devices(args.devices, args.backend)
     if len(args.nets) != len(args.checkpoint):
         raise NetError(f"{len(args.nets)} networks and {len(args.checkpoint)} checkpoints: give one "
                        "--checkpoint for each network")

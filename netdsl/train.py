@@ -54,7 +54,7 @@ from . import checkpoint, data, distributed, synthetic
 from .distributed import World
 from .errors import NetError
 from .argtypes import count, positive
-from .evaluate import (add_model_arguments, build_model, default_devices, default_workers,
+from .evaluate import (add_model_arguments, build_model, check_devices, default_devices, default_workers,
                        evaluate, flushing_denormals, load_weights)
 from .optim import get_lr, make_optimizer, set_lr
 from .placement import load_optimizer_state, optimizer_state
@@ -408,6 +408,7 @@ def _train(args) -> int:
     import netdsl
 
     net = netdsl.parse_file(args.net)
+    check_devices(args.devices, args.backend)
     distributed.check_batch(args.batch or net.train.batch, distributed.world_size(), args.batch is not None)
     with distributed.session(args.devices) as (world, devices):
         return _train_in(args, net, world, default_devices(devices))

@@ -146,6 +146,30 @@ def test_a_bad_flag_exits_2(tmp_path, folder, capsys):
     assert "expected a positive integer" in capsys.readouterr().err
 
 
+def test_a_device_this_machine_lacks_exits_2_before_anything_is_written(tmp_path, folder, capsys):
+    # cuda:99: no machine has it, with or without a GPU
+    err = _one_line_error(capsys, train(tiny_net(tmp_path), folder, tmp_path / "run", "--devices", "cuda:99"))
+    assert err.startswith("error: --devices cuda:99: this machine has ")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_the_triton_backend_on_the_cpu_without_the_interpreter_exits_2(tmp_path, folder, capsys, monkeypatch,
+                                                                      command):
+    """Its kernels run on CUDA, or in Triton's interpreter (on for the tests, so turned off here)."""
+    from triton import knobs
+
+    monkeypatch.setattr(knobs.runtime, "interpret", False)
+    flags = ["--devices", "cpu", "--backend", "triton"]
+    if command == "train":
+        code = train(tiny_net(tmp_path), folder, tmp_path / "run", *flags)
+    else:
+        code = cli.main(["eval", str(tiny_net(tmp_path)), "--checkpoint", str(tmp_path / "none.pt"),
+                         "--data", str(folder), *flags])
+    assert "--backend torch (or auto), or set TRITON_INTERPRET=1" in _one_line_error(capsys, code)
+    assert not (tmp_path / "run").exists()
+
+
 def test_sigmoid_output_trains_with_binary_cross_entropy(tmp_path, folder):
     net = tiny_net(tmp_path, output="sigmoid")
     assert train(net, folder, tmp_path / "run", "--epochs", 2) == 0
