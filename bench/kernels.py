@@ -56,7 +56,6 @@ import netdsl
 NETS = Path(__file__).resolve().parent.parent / "nets"
 NETWORKS = ("alexnet.net", "si_alexnet.net", "mnist_scale_si.net")  # AlexNet's sizes and the SI paper's
 BATCH = 128
-FLOAT = 4  # bytes
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -112,7 +111,7 @@ def copy_bandwidth(repeats: int, device: torch.device) -> float:
     src = torch.empty(2**28 if device.type == "cuda" else 2**24, device=device)
     dst = torch.empty_like(src)
     ms = time_side_by_side({"copy": lambda: dst.copy_(src)}, repeats, device)["copy"]
-    return 2 * src.numel() * FLOAT / (ms / 1e3)
+    return 2 * src.numel() * src.element_size() / (ms / 1e3)
 
 
 def failure(err: Exception) -> str:

@@ -80,17 +80,20 @@ def default_workers() -> int:
 def check_devices(devices, backend: str) -> None:
     """Refuse, before anything runs or is written, a device this machine lacks, and the triton backend
     where its kernels cannot run: they need CUDA, or Triton's interpreter (TRITON_INTERPRET=1)."""
+    import netdsl
+
     for name in devices or []:
-        if torch.device(name).type != "cuda":
+        device = torch.device(name)
+        if device.type != "cuda":
             continue
         if not torch.cuda.is_available():
             raise NetError(f"--devices {name}: this machine has no CUDA GPU that PyTorch can use")
-        index, count = torch.device(name).index or 0, torch.cuda.device_count()
-        if index >= count:
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
             raise NetError(f"--devices {name}: this machine has {count} CUDA GPU{'s' if count > 1 else ''}, "
                            f"cuda:0 to cuda:{count - 1}")
-    on_cuda = all(torch.device(d).type == "cuda" for d in default_devices(devices) or ["cpu"])
-    if backend == "triton" and not on_cuda:
+    # Where `auto` would not take triton, the model is not all on CUDA
+    if backend == "triton" and netdsl.resolve_backend("auto", default_devices(devices)) != "triton":
         from triton import knobs  # what Triton itself read from TRITON_INTERPRET
 
         if not knobs.runtime.interpret:

@@ -194,12 +194,6 @@ def test_si_warp_max_kernel_alone():
 # values, so each element must be within half a float16 ulp of it. bfloat16, which the interpreter cannot
 # compute with, takes the same code path; test_triton_compile.py compiles it for the GPU.
 
-def half_and_float32(text):
-    """The network in `text` with the triton backend in float16, and with the torch backend in float32."""
-    net = netdsl.parse_string(text)
-    return net, netdsl.compile_net(net, backend="triton").eval().half(), netdsl.compile_net(net, backend="torch").eval()
-
-
 @pytest.mark.parametrize("shape, layer, groups", [
     ("38x23x25", "type = lrn\nsize = 5\nk = 1.5\nalpha = 0.02\nbeta = 0.75", 1),
     ("9x4x3", "type = lrn\nsize = 3\nk = 2\nalpha = 1e-4\nbeta = 0.75", 3),
@@ -207,7 +201,8 @@ def half_and_float32(text):
     ("2x7x7", "type = maxpool\nsize = 3\nstride = 1\npad = 1", 1),   # every input's gradient a sum of up to nine
 ])
 def test_half_precision_rounds_once(poisoned, shape, layer, groups):
-    net, model, reference = half_and_float32(one_layer_net(shape, layer, groups))
+    net, reference, model = both_backends(one_layer_net(shape, layer, groups))
+    model.half()
     x = (torch.randn(2, *net.input_shape) * 30).half().requires_grad_()
     x32 = x.detach().float().requires_grad_()
     actual, expected = model(x), reference(x32)
@@ -314,10 +309,7 @@ def test_si_alexnet_first_layers_under_autocast():
     float16 allows. Their input gradients agree in norm only: in float16 many SI maxima are near-ties, which
     the kernel (comparing the warps in float32) and PyTorch (comparing them rounded to float16) may give to
     different scales; each kernel's own gradient is checked element by element above."""
-    net = netdsl.parse_string(SI_ALEXNET_FIRST_LAYERS)
-    reference = netdsl.compile_net(net, backend="torch").eval()
-    model = netdsl.compile_net(net, backend="triton").eval()
-    model.load_state_dict(reference.state_dict())
+    net, reference, model = both_backends(SI_ALEXNET_FIRST_LAYERS)
     x = (torch.randn(2, *net.input_shape) * 50).requires_grad_()
     with torch.autocast("cpu", dtype=torch.float16):
         expected, actual = reference(x), model(x)
