@@ -92,20 +92,27 @@ def positive_float(text: str) -> float:
 
 @dataclasses.dataclass
 class Schedule:
-    """The lr after each epoch, and the best validation error so far (best.pt's)."""
+    """The lr after each epoch, and the best validation error so far (best.pt's).
+
+    `plateau` waits for the error to start falling: the paper lowers the rate "when the
+    validation error rate stopped improving", and an error that has never moved below its
+    first epoch's (a network still at chance) has not stopped improving, it has not started.
+    """
     kind: str
     gamma: float
     patience: int
     best_err: float = math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
+    improving: bool = False           # some epoch after the first has beaten the best before it
 
     def after_epoch(self, epoch: int, lr: float, val_err: float) -> tuple[float, bool]:
         """The next epoch's lr, and whether this epoch is the best so far."""
         improved = val_err < self.best_err
         if improved:
+            self.improving = self.improving or self.best_err < math.inf
             self.best_err, self.best_epoch, self.bad_epochs = val_err, epoch, 0
-        else:
+        elif self.improving:
             self.bad_epochs += 1
         if self.kind == "step":
             lr *= self.gamma

@@ -89,6 +89,17 @@ def test_plateau_divides_lr_after_patience_epochs_without_improvement():
     assert (schedule.best_err, schedule.best_epoch) == (0.7, 5)
 
 
+def test_plateau_keeps_lr_while_the_error_has_never_moved_below_its_first_epoch():
+    """Flat at chance is not 'stopped improving': the rate is cut only once it has improved."""
+    schedule = Schedule("plateau", 0.1, patience=2)
+    lrs, lr = [], 0.01
+    for epoch, err in enumerate([0.9, 0.9, 0.9, 0.9, 0.6, 0.7, 0.65, 0.62], 1):
+        lrs.append(lr)
+        lr, _ = schedule.after_epoch(epoch, lr, err)
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.001])
+    assert (schedule.best_epoch, lr) == (5, pytest.approx(0.001))
+
+
 def test_step_multiplies_every_epoch_and_none_keeps_lr():
     step, none = Schedule("step", 0.5, 2), Schedule("none", 0.1, 2)
     assert step.after_epoch(1, 0.01, 0.5) == (0.005, True)
