@@ -36,6 +36,7 @@ TRAIN_KEYS = {
     "flip": v.Key(v.yes_no, True),
     "lighting": v.Key(v.number(0), 0.1),
     "mean": v.Key(v.choice("image", "channel", "none"), "image"),
+    "scale": v.Key(v.number(0, above=True), 1.0, "multiplies pixel values after the mean is subtracted"),
     "test": v.Key(v.choice("center", "tencrop"), "center"),
 }
 

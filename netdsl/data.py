@@ -70,11 +70,12 @@ class Recipe:
     lighting: float = 0.1
     mean: str = "image"
     draft: bool = True
+    scale: float = 1.0        # applied last, after the mean and the lighting, as Caffe's `scale`
 
     @staticmethod
     def of(net, draft: bool = True) -> "Recipe":
         s, t = net.input_shape, net.train
-        return Recipe(s.c, t.resize, s.h, s.w, t.flip, t.lighting, t.mean, draft)
+        return Recipe(s.c, t.resize, s.h, s.w, t.flip, t.lighting, t.mean, draft, t.scale)
 
     @property
     def reads_arrays(self) -> bool:
@@ -427,7 +428,7 @@ class TrainSet(Dataset):
             x = x[:, ::-1]
         if alpha is not None:
             x = x + lighting_shift(self.eigvecs, self.eigvals, alpha)
-        return _chw(x), label
+        return _chw(x * r.scale), label
 
 
 class EvalSet(Dataset):
@@ -444,7 +445,8 @@ class EvalSet(Dataset):
         image = _load(path, self.recipe)
         if isinstance(image, Problem):
             return image
-        return views(image.astype(np.float32) - self.mean, self.recipe, self.tencrop), label
+        x = (image.astype(np.float32) - self.mean) * self.recipe.scale
+        return views(x, self.recipe, self.tencrop), label
 
 
 def views(x: np.ndarray, recipe: Recipe, tencrop: bool) -> torch.Tensor:

@@ -69,6 +69,7 @@ class TrainConfig:
     flip: bool = True
     lighting: float = 0.1
     mean: str = "image"               # image | channel | none
+    scale: float = 1.0                # multiplies pixels after the mean is subtracted (Caffe's scale)
     test: str = "center"              # center | tencrop
 
 
