@@ -10,7 +10,7 @@ interrupted run picks up where it stopped; each output is written to a temporary
 renamed, so none is ever half-written. Unreadable files are skipped, named and counted.
 
 A new job is a module with add_arguments(parser) and run(args), as each netdsl command is,
-listed in JOBS (`mnist-scale` is netdsl/mnist_scale.py).
+listed in JOBS (`mnist-scale` is netdsl/mnist_scale.py, `fashion-mnist` netdsl/fashion_mnist.py).
 """
 from __future__ import annotations
 
@@ -105,6 +105,8 @@ def _prepare(args) -> int:
 JOBS = {
     "prepare": (None, "scale images to a shorter side of 256, centre-crop them square, save as JPEG"),
     "mnist-scale": ("netdsl.mnist_scale", "make MNIST-scale (Sohn and Lee 2012) from MNIST-format files"),
+    "fashion-mnist": ("netdsl.fashion_mnist", "write Fashion-MNIST as train/, val/ (5,000 held out, "
+                      "stratified) and test/ image folders"),
 }
 
 
