@@ -15,7 +15,7 @@ from typing import Any
 from . import values as v
 from .errors import NetError, did_you_mean
 from .ir import OUTPUT_TYPES, Layer, Net, Shape, TrainConfig, frozen
-from .layers import REGISTRY, ShapeError
+from .layers import REGISTRY, WEIGHT_KEYS, ShapeError
 from .parse import Document, Entry, Section
 
 NET_KEYS = {
@@ -30,7 +30,8 @@ TRAIN_KEYS = {
     "lr": v.Key(v.number(0, above=True), 0.01),
     "momentum": v.Key(v.number(0, 1, below=True), 0.9),
     "weight_decay": v.Key(v.number(0), 0.0005),
-    "schedule": v.Key(v.schedule, ("plateau", 0.1)),
+    "schedule": v.Key(v.schedule, ("plateau", 0.1, ())),
+    "gamma": v.Key(v.number(0, 1, above=True), 0.1, "the factor of `multistep`"),
     "patience": v.Key(v.integer(1), 2),
     "resize": v.Key(v.integer(1), None, "shorter side images are scaled to"),
     "flip": v.Key(v.yes_no, True),
@@ -39,6 +40,10 @@ TRAIN_KEYS = {
     "scale": v.Key(v.number(0, above=True), 1.0, "multiplies pixel values after the mean is subtracted"),
     "test": v.Key(v.choice("center", "tencrop"), "center"),
 }
+
+# Keys that only layers with weights take (`neuron`, which the neuron layer takes too, is not one).
+WEIGHTED_ONLY_KEYS = frozenset(WEIGHT_KEYS).difference(
+    *(kind.keys for kind in REGISTRY.values() if not kind.weighted))
 
 # Layer names become attributes of an nn.Module and locals of its forward(): these would clash.
 MODULE_ATTRIBUTES = frozenset("""
@@ -81,9 +86,7 @@ def _read_entries(section: Section, keys: dict[str, v.Key], skip=()) -> tuple[di
             raise NetError(f"`{entry.key}` is set twice in [{section.name}] (first on line {first.line})",
                            None, entry.line, entry.col)
         if entry.key not in keys:
-            kind = f"`{section.name}`" if section.name in ("net", "train") else "this layer type"
-            raise NetError(f"unknown key `{entry.key}` for {kind}{did_you_mean(entry.key, list(keys) + list(skip))}",
-                           None, entry.line, entry.col)
+            raise NetError(_unknown_key(section, entry.key, list(keys) + list(skip)), None, entry.line, entry.col)
         options[entry.key] = keys[entry.key].read(entry.value)
         where[entry.key] = entry
     for key, spec in keys.items():
@@ -93,6 +96,15 @@ def _read_entries(section: Section, keys: dict[str, v.Key], skip=()) -> tuple[di
                                None, section.line, section.col)
             options[key] = spec.default
     return options, where
+
+
+def _unknown_key(section: Section, key: str, known: list[str]) -> str:
+    if section.name in ("net", "train"):
+        return f"unknown key `{key}` for `{section.name}`{did_you_mean(key, known)}"
+    if key in WEIGHTED_ONLY_KEYS:
+        weighted = ", ".join(name for name, kind in REGISTRY.items() if kind.weighted)
+        return f"`{key}` is a key of layers with weights ({weighted}); a `{_entry(section, 'type').value}` layer has none"
+    return f"unknown key `{key}` for this layer type{did_you_mean(key, known)}"
 
 
 def _entry(section: Section, key: str) -> Entry | None:
@@ -183,15 +195,33 @@ def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Lay
 
 
 def _train_config(section: Section | None, input_shape: Shape) -> TrainConfig:
-    options, _ = _read_entries(section, TRAIN_KEYS) if section else ({k: s.default for k, s in TRAIN_KEYS.items()}, {})
-    schedule, gamma = options.pop("schedule")
+    options, where = _read_entries(section, TRAIN_KEYS) if section else ({k: s.default for k, s in TRAIN_KEYS.items()}, {})
+    options.update(_schedule(options, where))
     if options["resize"] is None:
         options["resize"] = round(input_shape.h * 256 / 224)
     elif options["resize"] < max(input_shape.h, input_shape.w):
         entry = _entry(section, "resize")
         raise NetError(f"`resize` {options['resize']} is smaller than the {input_shape.h}x{input_shape.w} "
                        "crop the network takes", None, entry.value.line, entry.value.col)
-    return TrainConfig(schedule=schedule, gamma=gamma, **options)
+    return TrainConfig(**options)
+
+
+def _schedule(options: dict[str, Any], where: dict[str, Entry]) -> dict[str, Any]:
+    """The TrainConfig fields of the schedule: its kind, milestones and the factor of each cut.
+
+    `gamma` is multistep's factor alone: plateau divides by 10 and step(g) carries its own, so
+    a `gamma` beside them would change nothing, which is refused rather than ignored."""
+    kind, own_factor, milestones = options.pop("schedule")
+    if "gamma" in where and kind != "multistep":
+        entry, written = where["gamma"], where["schedule"].value if "schedule" in where else kind
+        raise NetError(f"`gamma` is the factor of `multistep`; schedule `{written}` does not use it",
+                       None, entry.line, entry.col)
+    if milestones and milestones[-1] > options["epochs"]:
+        late = next(arg for arg in where["schedule"].value.data[1] if arg.data > options["epochs"])
+        raise NetError(f"milestone {late.data} comes after the last epoch ({options['epochs']}): "
+                       "lr would never be cut there", None, late.line, late.col)
+    gamma = options["gamma"] if own_factor is None else own_factor
+    return {"schedule": kind, "milestones": milestones, "gamma": gamma}
 
 
 def _check(doc: Document) -> Net:

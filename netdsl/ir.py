@@ -8,9 +8,11 @@ Shapes count all groups together: conv1 of AlexNet is 96 x 55 x 55, 48 channels 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
+
+from .values import written
 
 OUTPUT_TYPES = ("softmax", "sigmoid")
 
@@ -62,8 +64,9 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0005
-    schedule: str = "plateau"         # plateau | step | none
-    gamma: float = 0.1                # the factor: 0.1 on a plateau, g for step(g)
+    schedule: str = "plateau"         # plateau | step | multistep | none
+    milestones: tuple[int, ...] = ()  # multistep's epochs, after each of which lr is cut
+    gamma: float = 0.1                # the factor of each cut: multistep's `gamma`, g of step(g), 0.1 on a plateau
     patience: int = 2
     resize: int = 256
     flip: bool = True
@@ -71,6 +74,27 @@ class TrainConfig:
     mean: str = "image"               # image | channel | none
     scale: float = 1.0                # multiplies pixels after the mean is subtracted (Caffe's scale)
     test: str = "center"              # center | tencrop
+
+    @property
+    def schedule_text(self) -> str:
+        """The schedule as a .net file writes it: `step(0.9)`, `multistep(700, 900)`, `plateau`."""
+        if self.schedule == "step":
+            return f"step({written(self.gamma)})"
+        if self.schedule == "multistep":
+            return f"multistep({', '.join(map(str, self.milestones))})"
+        return self.schedule
+
+    def written(self) -> dict[str, Any]:
+        """The recipe as [train] keys in field order, each value in the file's terms: the
+        schedule as written (milestones inside it), `gamma` only for multistep and `patience`
+        only for plateau, the schedules they belong to."""
+        unused = {"milestones"}  # written inside the schedule
+        if self.schedule != "multistep":
+            unused.add("gamma")
+        if self.schedule != "plateau":
+            unused.add("patience")
+        return {f.name: self.schedule_text if f.name == "schedule" else getattr(self, f.name)
+                for f in fields(self) if f.name not in unused}
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,12 @@ WEIGHT_KEYS = {
     "neuron": Key(v.neuron, "none", "applied to the output"),
     "bias": Key(v.number(), 0.0, "the initial bias"),
     "init": Key(v.init, ("normal", 0.0, 0.01), "initial weights: normal(mean, std) or uniform(low, high)"),
+    "lr_mult": Key(v.multipliers, (1.0, 1.0), "multipliers of the learning rate for the weights and the bias"),
+    "decay_mult": Key(v.multipliers, (1.0, 0.0), "multipliers of the weight decay for the weights and the bias"),
 }
+# Keys of the training recipe rather than of the network: they change how the weights are
+# trained, not what the network computes (`netdsl diff` lists them with the [train] recipe).
+RECIPE_KEYS = ("lr_mult", "decay_mult")
 
 
 def _in_per_group(o, channels: int, groups: int, split: bool) -> int:

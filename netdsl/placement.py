@@ -244,6 +244,16 @@ def _fused_names(model: nn.Module) -> dict[nn.Parameter, tuple[str, int, int]]:
     return {param: parts.get(param, (name, 0, 1)) for name, param in model.named_parameters()}
 
 
+def fused_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Each fused state-dict name (`conv1.weight`) and its parameters, in the model's order: the
+    parameter itself, or one slice a group, in group order."""
+    found: dict[str, list[tuple[int, nn.Parameter]]] = {}
+    for param, (name, g, _) in _fused_names(model).items():
+        found.setdefault(name, []).append((g, param))
+    return {name: [param for _, param in sorted(parts, key=lambda part: part[0])]
+            for name, parts in found.items()}
+
+
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """optimizer.state_dict() in the fused layout, keyed by state-dict names, on the CPU.
 
@@ -288,17 +298,26 @@ def _gathered(name: str, parts: list[tuple[int, nn.Parameter, dict]]) -> dict:
 
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict) -> None:
-    """Load what optimizer_state() saved, from any placement, into `optimizer` over `model`."""
+    """Load what optimizer_state() saved, from any placement, into `optimizer` over `model`.
+
+    The saved groups need not be this optimizer's: each of its groups takes the settings of the
+    saved group that held its parameters (so a checkpoint written with every parameter in one
+    group, before per-tensor multipliers, resumes into one group a tensor); a setting the saved
+    group lacks keeps this optimizer's value. ValueError where the parameters differ, or where
+    one of this optimizer's groups holds parameters that were saved in different groups."""
     names = _fused_names(model)
-    if len(saved["param_groups"]) != len(optimizer.param_groups):
-        raise ValueError(f"the saved optimizer state has {len(saved['param_groups'])} parameter groups, "
-                         f"this optimizer {len(optimizer.param_groups)}")
+    owner = {name: index for index, group in enumerate(saved["param_groups"]) for name in group["params"]}
+    mine = list(dict.fromkeys(names[p][0] for group in optimizer.param_groups for p in group["params"]))
+    if set(mine) != set(owner):
+        raise ValueError(f"the saved optimizer state holds {_listed(set(owner) - set(mine))} that this "
+                         f"optimizer lacks and lacks {_listed(set(mine) - set(owner))} that it holds")
     state, param_groups, index = {}, [], 0
-    for group, saved_group in zip(optimizer.param_groups, saved["param_groups"]):
+    for group in optimizer.param_groups:
         have = list(dict.fromkeys(names[p][0] for p in group["params"]))
-        if set(have) != set(saved_group["params"]):
-            raise ValueError(f"the saved optimizer state holds {saved_group['params']}, "
-                             f"this optimizer's group {have}")
+        sources = {owner[name] for name in have}
+        if len(sources) > 1:
+            raise ValueError(f"{', '.join(have)} were saved in different parameter groups")
+        saved_group = saved["param_groups"][sources.pop()] if sources else {}
         start = index
         for param in group["params"]:
             name, g, groups = names[param]
@@ -306,8 +325,12 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sav
                 state[index] = {key: _scattered(value, param, g, groups)
                                 for key, value in saved["state"][name].items()}
             index += 1
-        param_groups.append({**_hyper(saved_group), "params": list(range(start, index))})
+        param_groups.append({**_hyper(group), **_hyper(saved_group), "params": list(range(start, index))})
     optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def _listed(names: set[str]) -> str:
+    return ", ".join(sorted(names)) or "nothing"
 
 
 def _scattered(value, param: nn.Parameter, g: int, groups: int):

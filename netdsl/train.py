@@ -17,7 +17,11 @@ augmentation depend only on (seed, epoch, image).
 
 The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
 for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
-epoch. The lr logged for an epoch is the one it trained with.
+epoch; `multistep(E1, E2, ...)` multiplies it by `gamma` after each epoch listed, so epoch
+E1 + 1 trains at lr * gamma. The lr logged for an epoch is the one it trained with (each
+tensor trains at that times its layer's lr_mult; netdsl/optim.py has the update). --resume
+continues the checkpoint's optimizer settings (the lr reached, momentum, weight decay, the
+multipliers) and schedule; --lr alone overrides them.
 
 Data parallelism (netdsl/distributed.py has how to start it and which devices each process
 takes): `torchrun --nproc_per_node=N -m netdsl train NET ...` trains one replica a process
@@ -98,13 +102,22 @@ class Schedule:
     validation error rate stopped improving", and an error that has never moved below its
     first epoch's (a network still at chance) has not stopped improving, it has not started.
     """
-    kind: str
-    gamma: float
+    kind: str                         # plateau | step | multistep | none
+    gamma: float                      # the factor of each cut
     patience: int
+    milestones: tuple[int, ...] = ()  # multistep's epochs (a checkpoint from before multistep has none)
     best_err: float = math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
     improving: bool = False           # some epoch after the first has beaten the best before it
+
+    def __post_init__(self):
+        self.milestones = tuple(self.milestones)  # a checkpoint may hold them as a list
+
+    @staticmethod
+    def of(config) -> "Schedule":
+        """The schedule a TrainConfig asks for, before its first epoch."""
+        return Schedule(config.schedule, config.gamma, config.patience, config.milestones)
 
     def after_epoch(self, epoch: int, lr: float, val_err: float) -> tuple[float, bool]:
         """The next epoch's lr, and whether this epoch is the best so far."""
@@ -114,7 +127,7 @@ class Schedule:
             self.best_err, self.best_epoch, self.bad_epochs = val_err, epoch, 0
         elif self.improving:
             self.bad_epochs += 1
-        if self.kind == "step":
+        if self.kind == "step" or (self.kind == "multistep" and epoch in self.milestones):
             lr *= self.gamma
         elif self.kind == "plateau" and self.bad_epochs >= self.patience:
             lr, self.bad_epochs = lr * self.gamma, 0
@@ -288,7 +301,11 @@ class Trainer:
             load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         except (ValueError, KeyError) as err:
             raise NetError(f"the checkpoint's optimizer state does not fit: {err}", str(self.latest)) from None
-        self.schedule = Schedule(**state["schedule"])
+        try:
+            self.schedule = Schedule(**state["schedule"])
+        except TypeError as err:
+            raise NetError(f"the checkpoint's schedule does not fit this version of netdsl: {err}",
+                           str(self.latest)) from None
         checkpoint.set_rng_states(state["rng"])
         if lr is not None:
             set_lr(self.optimizer, lr)
@@ -407,7 +424,7 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     if world.main:
         _write_sources(run_dir, net, args.backend, devices)
     return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
-                   make_optimizer(model, config), Schedule(config.schedule, config.gamma, config.patience),
+                   make_optimizer(model, net, config), Schedule.of(config),
                    problems, world, world.replicate(model, devices))
 
 

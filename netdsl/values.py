@@ -110,14 +110,55 @@ def init(value: Value) -> tuple[str, float, float]:
     return name, args[0], args[1]
 
 
-def schedule(value: Value) -> tuple[str, float]:
-    """plateau, none, or step(g) with 0 < g <= 1; returned with its factor."""
-    if value.kind == "call":
-        _, args = _call(value, ("step",))
-        if len(args) != 1 or not 0 < args[0] <= 1:
+def multipliers(value: Value) -> tuple[float, float]:
+    """`W, B`: two non-negative factors, for a layer's weights and its bias (lr_mult, decay_mult)."""
+    items = value.data if value.kind == "list" else (value,)
+    if len(items) != 2 or any(item.kind not in ("int", "float") for item in items):
+        fail(value, f"expected two numbers `W, B` (for the weights and the bias), got `{value}`")
+    weights, bias = (number(0)(item) for item in items)
+    return weights, bias
+
+
+SCHEDULES = ("plateau", "none", "step", "multistep")
+SCHEDULE_FORMS = "`plateau`, `none`, `step(g)` or `multistep(E1, E2, ...)`"
+
+
+def schedule(value: Value) -> tuple[str, float | None, tuple[int, ...]]:
+    """(kind, its own factor, milestones): plateau (0.1), none, step(g) with 0 < g <= 1, or
+    multistep(E1, E2, ...), whose factor is the [train] key `gamma` (None here)."""
+    if value.kind == "name" and value.data in ("plateau", "none"):
+        return value.data, (0.1 if value.data == "plateau" else None), ()
+    if value.kind == "call" and value.data[0] == "step":
+        args = value.data[1]
+        if len(args) != 1 or not 0 < _number(args[0], "a factor") <= 1:
             fail(value, "`step(g)` takes one factor g with 0 < g <= 1")
-        return "step", args[0]
-    return choice("plateau", "none")(value), 0.1
+        return "step", float(args[0].data), ()
+    if value.kind == "call" and value.data[0] == "multistep":
+        return "multistep", None, milestones(value)
+    name = value.data if value.kind == "name" else value.data[0] if value.kind == "call" else ""
+    if name == "step":
+        hint = "; `step` takes its factor: `step(g)`"
+    elif name == "multistep":
+        hint = "; `multistep` takes the epochs after which lr is cut: `multistep(E1, E2, ...)`"
+    else:
+        hint = did_you_mean(name, SCHEDULES) if name else ""
+    fail(value, f"expected {SCHEDULE_FORMS}, got `{value}`{hint}")
+
+
+def milestones(value: Value) -> tuple[int, ...]:
+    """The epochs of `multistep(E1, E2, ...)`: at least one, positive integers, strictly increasing."""
+    args = value.data[1]
+    if not args:
+        fail(value, "`multistep(E1, E2, ...)` needs at least one epoch")
+    epochs: list[int] = []
+    for arg in args:
+        if arg.kind != "int":
+            fail(arg, f"a milestone is an epoch, a whole number; got `{arg}`")
+        epoch = integer(1)(arg)
+        if epochs and epoch <= epochs[-1]:
+            fail(arg, f"milestones must increase: {epoch} comes after {epochs[-1]}")
+        epochs.append(epoch)
+    return tuple(epochs)
 
 
 def identifier(value: Value) -> str:
@@ -133,3 +174,17 @@ def names(value: Value) -> tuple[str, ...]:
 
 NEURONS = ("relu", "tanh", "sigmoid", "none")
 neuron = choice(*NEURONS)
+
+
+def written(x: Any) -> str:
+    """A checked value as a .net file writes it: `normal(0, 0.01)`, `1, 2`, `yes`, `0.0001`."""
+    if isinstance(x, tuple) and x and isinstance(x[0], str):  # init: ("normal", 0.0, 0.01)
+        return f"{x[0]}({', '.join(written(a) for a in x[1:])})"
+    if isinstance(x, tuple):
+        return ", ".join(map(written, x))
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        short = f"{x:g}"
+        return short if float(short) == x else repr(x)  # 0.0039215686 stays whole
+    return str(x)
