@@ -2,15 +2,19 @@
 
     netdsl diff nets/alexnet.net nets/si_alexnet.net
 
-Layers are matched by name. It lists the [net] and [train] settings that differ, layers
-added and removed, and for each layer kept: changed type, keys, inputs and output shape,
-with parameter and FLOP deltas, then the totals.
+Layers are matched by name. It lists the [net] settings that differ, layers added and
+removed, and for each layer kept: changed type, keys, inputs and output shape, with
+parameter and FLOP deltas, then the totals. The training recipe comes after, apart: the
+[train] keys that differ (as the files write them) and each kept layer's changed lr_mult and
+decay_mult, one `recipe:` line each.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 
-from .ir import Layer, Net
+from .ir import Layer, Net, TrainConfig
+from .layers import RECIPE_KEYS
+from .values import written
 
 
 def add_arguments(parser) -> None:
@@ -18,31 +22,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("b", metavar="B.net")
 
 
-def _value(x) -> str:
-    if isinstance(x, tuple) and x and isinstance(x[0], str):  # init: ("normal", 0.0, 0.01)
-        return f"{x[0]}({', '.join(_value(a) for a in x[1:])})"
-    if isinstance(x, tuple):
-        return ", ".join(map(_value, x))
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
 def _delta(before: int, after: int) -> str:
     return f"{after - before:+,}"
+
+
+def _key_changes(before: dict, after: dict, keys) -> list[str]:
+    """`+ key = value`, `- key = value` or `key old -> new` for each of `keys` that differs."""
+    changes = []
+    for key in keys:
+        if key not in before and key in after:
+            changes.append(f"+ {key} = {written(after[key])}")
+        elif key in before and key not in after:
+            changes.append(f"- {key} = {written(before[key])}")
+        elif key in before and before[key] != after[key]:
+            changes.append(f"{key} {written(before[key])} -> {written(after[key])}")
+    return changes
 
 
 def _layer_changes(a: Layer, b: Layer) -> list[str]:
     changes = []
     if a.type != b.type:
         changes.append(f"type {a.type} -> {b.type}")
-    for key in sorted(set(a.options) | set(b.options)):
-        if key not in a.options:
-            changes.append(f"+ {key} = {_value(b.options[key])}")
-        elif key not in b.options:
-            changes.append(f"- {key} = {_value(a.options[key])}")
-        elif a.options[key] != b.options[key]:
-            changes.append(f"{key} {_value(a.options[key])} -> {_value(b.options[key])}")
+    changes += _key_changes(a.options, b.options, sorted((set(a.options) | set(b.options)) - set(RECIPE_KEYS)))
     if a.inputs != b.inputs:
         changes.append(f"input {', '.join(a.inputs)} -> {', '.join(b.inputs)}")
     if a.out_shape != b.out_shape:
@@ -54,15 +55,12 @@ def _layer_changes(a: Layer, b: Layer) -> list[str]:
     return changes
 
 
-def diff(a: Net, b: Net) -> list[str]:
-    """The differences as lines of text; empty when the two are the same network."""
+def network_diff(a: Net, b: Net) -> list[str]:
+    """How the networks differ, recipe aside; empty when they are the same network."""
     lines = []
     for field, (x, y) in {"name": (a.name, b.name), "groups": (a.groups, b.groups)}.items():
         if x != y:
             lines.append(f"[net] {field} {x} -> {y}")
-    train_a, train_b = asdict(a.train), asdict(b.train)
-    lines += [f"[train] {k} {_value(train_a[k])} -> {_value(train_b[k])}"
-              for k in train_a if train_a[k] != train_b[k]]
     names_a = {layer.name: layer for layer in a.layers}
     names_b = {layer.name: layer for layer in b.layers}
     for layer in a.layers:
@@ -79,9 +77,32 @@ def diff(a: Net, b: Net) -> list[str]:
     return lines
 
 
+def recipe_diff(a: Net, b: Net) -> list[str]:
+    """How the training recipes differ: [train] keys, then the multipliers of layers in both."""
+    keys_a, keys_b = a.train.written(), b.train.written()
+    order = [f.name for f in fields(TrainConfig)]
+    keys = sorted(set(keys_a) | set(keys_b), key=order.index)
+    lines = [f"recipe: {change}" for change in _key_changes(keys_a, keys_b, keys)]
+    names_a = {layer.name: layer for layer in a.layers}
+    for layer in b.layers:
+        if layer.name in names_a:
+            lines += [f"recipe: {layer.name} {change}"
+                      for change in _key_changes(names_a[layer.name].options, layer.options, RECIPE_KEYS)]
+    return lines
+
+
+def diff(a: Net, b: Net) -> list[str]:
+    """The differences as lines of text, the network's then the recipe's; empty when the two
+    are the same network trained the same way."""
+    network, recipe = network_diff(a, b), recipe_diff(a, b)
+    if recipe and not network:
+        network = ["the two networks are the same"]
+    return network + recipe
+
+
 def run(args) -> int:
     from . import parse_file
 
     lines = diff(parse_file(args.a), parse_file(args.b))
-    print("\n".join(lines) if lines else "the two networks are the same")
+    print("\n".join(lines) if lines else "the two networks are the same, and so are their recipes")
     return 0

@@ -7,15 +7,24 @@
 Parameters and FLOPs are per image; a multiply-add counts as 2 FLOPs. `neurons` is C*H*W of a
 layer's output; the total counts the weighted layers, as the AlexNet paper does. `cross`
 is the float32 bytes one image sends between groups in the forward pass.
+
+Under the table, the training recipe: the [train] keys as the file writes them, defaults
+filled in, and the lr_mult and decay_mult of each layer that does not keep the defaults.
+The JSON's "train" holds the same with every value typed: the TrainConfig fields (the
+schedule's kind, its milestones, and gamma, the factor of each cut: multistep's gamma, g of
+step(g), 0.1 on a plateau) and, under "layers", every weighted layer's multipliers.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from .errors import NetError
 from .ir import Net
+from .layers import RECIPE_KEYS, REGISTRY, WEIGHT_KEYS
+from .values import written
 
 
 def add_arguments(parser) -> None:
@@ -38,6 +47,9 @@ def report(net: Net) -> dict:
         "neurons": net.neurons,
         "flops": net.flops,
         "cross_bytes": net.cross_bytes,
+        "train": {**dataclasses.asdict(net.train),
+                  "layers": {layer.name: {key: list(layer.options[key]) for key in RECIPE_KEYS}
+                             for layer in net.layers if REGISTRY[layer.type].weighted}},
     }
 
 
@@ -56,7 +68,27 @@ def table(net: Net) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     title = f"{net.name}: {len(net.layers)} layers, {net.groups} group{'s' if net.groups > 1 else ''}"
-    return "\n".join([title, line(header), rule, *map(line, rows), rule, line(totals)])
+    return "\n".join([title, line(header), rule, *map(line, rows), rule, line(totals), "", *recipe_lines(net)])
+
+
+# The recipe's lines under the table: how it optimizes, how lr changes, what the network is fed.
+_RECIPE_LINES = ("batch", "schedule", "resize")
+
+
+def recipe_lines(net: Net) -> list[str]:
+    """The [train] recipe, a few keys a line, then each layer's multipliers that are not the defaults."""
+    lines: list[list[str]] = []
+    for key, value in net.train.written().items():
+        if key in _RECIPE_LINES:
+            lines.append([])
+        lines[-1].append(f"{key} {written(value)}")
+    text = ["recipe: " + ", ".join(lines[0]), *("        " + ", ".join(parts) for parts in lines[1:])]
+    for layer in net.layers:
+        changed = [f"{key} {written(layer.options[key])}" for key in RECIPE_KEYS
+                   if key in layer.options and layer.options[key] != WEIGHT_KEYS[key].default]
+        if changed:
+            text.append(f"        [{layer.name}] " + ", ".join(changed))
+    return text
 
 
 def _backend(choice: str) -> str:

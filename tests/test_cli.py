@@ -1,4 +1,5 @@
 """`netdsl compile` and `netdsl diff` as a user runs them."""
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,7 +18,9 @@ def test_compile_prints_a_table_with_totals(capsys):
     assert lines[1].split() == ["layer", "type", "output", "params", "neurons", "FLOPs", "cross"]
     conv3 = next(line for line in lines if line.startswith("conv3 "))
     assert conv3.split() == ["conv3", "conv", "384x13x13", "885,120", "64,896", "299,040,768", "173,056"]
-    assert lines[-1].split()[:3] == ["total", "60,965,224", "659,272"]
+    totals = next(line for line in lines if line.startswith("total"))
+    assert totals.split()[:3] == ["total", "60,965,224", "659,272"]
+    assert lines[lines.index(totals) + 2].startswith("recipe: batch 128, epochs 90, optimizer sgd, lr 0.01")
 
 
 def test_compile_writes_source_that_builds_the_same_module(tmp_path, capsys):
@@ -59,18 +62,21 @@ def test_diff_shows_the_si_variant(capsys):
 
 def test_diff_lists_added_removed_and_changed_settings(tmp_path, capsys):
     text = Path("nets/mnist_scale_cnn.net").read_text()
-    changed = (text.replace("outputs = 150", "outputs = 200")
-               .replace("[pool1]\ntype   = maxpool\nsize   = 2\nstride = 2\n", "[pool1]\ntype   = maxpool\nsize   = 2\nstride = 2\n\n[drop1]\ntype = dropout\n")
-               .replace("lr           = 0.001", "lr           = 0.005"))
+    lr = netdsl.parse_file("nets/mnist_scale_cnn.net").train.lr
+    changed = re.sub(r"\nlr( *)= .*\n", r"\nlr\1= 0.005\n", re.sub(r"outputs( *)= 150", r"outputs\1= 200", text))
+    changed = changed.replace("[pool1]\ntype   = maxpool\nsize   = 2\nstride = 2\n",
+                              "[pool1]\ntype   = maxpool\nsize   = 2\nstride = 2\n\n[drop1]\ntype = dropout\n")
     other = tmp_path / "other.net"
     other.write_text(changed)
     assert main(["diff", "nets/mnist_scale_cnn.net", str(other)]) == 0
-    out = capsys.readouterr().out
-    assert "[train] lr 0.001 -> 0.005" in out
-    assert "+ [drop1] dropout 36x11x11, 0 params" in out
-    assert "~ [fc3] outputs 150 -> 200; output 150x1x1 -> 200x1x1; params +28,850" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert "+ [drop1] dropout 36x11x11, 0 params" in lines
+    assert any(line.startswith("~ [fc3] outputs 150 -> 200; output 150x1x1 -> 200x1x1; params +28,850")
+               for line in lines)
+    assert lines[-1] == f"recipe: lr {lr:g} -> 0.005"   # the recipe apart, after the network's totals
+    assert lines[-2].startswith("total params")
     assert main(["diff", "nets/alexnet.net", "nets/alexnet.net"]) == 0
-    assert capsys.readouterr().out.strip() == "the two networks are the same"
+    assert capsys.readouterr().out.strip() == "the two networks are the same, and so are their recipes"
 
 
 def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
