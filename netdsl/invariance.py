@@ -89,10 +89,16 @@ def _units(output: torch.Tensor) -> torch.Tensor:
     return output.amax(dim=(2, 3)) if output.dim() == 4 else output
 
 
-def _responses(taps: LayerTaps, images: np.ndarray, mean, batch: int, bar) -> dict[str, np.ndarray]:
+def network_input(images: np.ndarray, mean, net) -> torch.Tensor:
+    """What the runner feeds `net` for raw N x C x H x W images: minus the training mean, times
+    its [train] scale (netdsl/data.py does the same to each image it loads)."""
+    return torch.from_numpy(np.ascontiguousarray((images - mean) * net.train.scale, np.float32))
+
+
+def _responses(taps: LayerTaps, images: np.ndarray, mean, net, batch: int, bar) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {name: [] for name in taps.names}
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch] - mean, np.float32))
+        x = network_input(images[start:start + batch], mean, net)
         for name, units in taps(x).items():
             parts[name].append(units.float().cpu().numpy())
         bar.update(len(x))
@@ -138,7 +144,8 @@ def unit_scores(model: torch.nn.Module, net, images, scales=DEFAULT_SCALES, mean
     dead unit), no threshold gives the global rate the criterion asks for.
 
     images: raw N x C x H x W (0..255), the network's input size; `mean` (a number or an
-    array broadcasting to C x H x W) is subtracted after rescaling, as the runner does.
+    array broadcasting to C x H x W) is subtracted after rescaling and the result multiplied
+    by the network's [train] scale, as the runner does.
     """
     net = load_net(net)
     images = np.asarray(images, dtype=np.float32)
@@ -146,7 +153,7 @@ def unit_scores(model: torch.nn.Module, net, images, scales=DEFAULT_SCALES, mean
     mean = np.asarray(mean, dtype=np.float32)
     taps = LayerTaps(model, net)
     with tqdm(total=len(images), unit="img", desc="natural scale", disable=None) as bar:
-        natural = _responses(taps, images, mean, batch, bar)
+        natural = _responses(taps, images, mean, net, batch, bar)
     limits = {name: thresholds(r, rate) for name, r in natural.items()}
     fires = {name: natural[name] > limits[name] for name in natural}   # Z_i, as a mask per unit
     chosen = np.flatnonzero(np.any([f.any(axis=1) for f in fires.values()], axis=0))
@@ -160,7 +167,7 @@ def unit_scores(model: torch.nn.Module, net, images, scales=DEFAULT_SCALES, mean
                 continue
             for start in range(0, len(chosen), batch):
                 part = chosen[start:start + batch]
-                moved = _responses(taps, rescaled(images[part], factor), mean, batch, bar)
+                moved = _responses(taps, rescaled(images[part], factor), mean, net, batch, bar)
                 for name, r in moved.items():
                     hits[name] += ((r > limits[name]) & fires[name][part]).sum(axis=0)
     k = firing_count(len(images), rate)

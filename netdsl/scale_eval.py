@@ -9,7 +9,7 @@ an image is rescaled by s / f about its centre, so every digit appears at scale 
 original size (a digit drawn small and shown large is an enlargement of the small one,
 softer than the original). Without scales.csv each image is rescaled by s itself. Images
 must already be the network's input size; the model sees them minus its training mean,
-as in training. Prints a table (one column of top-1 error per network) and draws the
+times its [train] scale, as in training. Prints a table (one column of top-1 error per network) and draws the
 curves to a PNG.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import NetError
-from .invariance import folder_files, input_mean, load_model, read_images
+from .invariance import folder_files, input_mean, load_model, network_input, read_images
 from .mnist_scale import rescale
 
 
@@ -51,11 +51,12 @@ def at_scale(images: np.ndarray, factors: np.ndarray, scale: float) -> np.ndarra
 
 
 @torch.no_grad()
-def top_errors(model, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, batch: int) -> tuple[float, float]:
-    """(top-1, top-5) error in percent of the model on these raw images."""
+def top_errors(model, net, images: np.ndarray, labels: np.ndarray, mean: np.ndarray,
+               batch: int) -> tuple[float, float]:
+    """(top-1, top-5) error in percent of the model of `net` on these raw images."""
     wrong1 = wrong5 = 0
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch] - mean, np.float32))
+        x = network_input(images[start:start + batch], mean, net)
         y = torch.from_numpy(labels[start:start + batch])
         logits = model(x)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -78,7 +79,7 @@ def error_by_scale(nets, checkpoints, data_dir: Path, split: str, scales, limit:
         model, saved_mean = load_model(net, checkpoint)
         mean = input_mean(saved_mean, net, data_dir)
         model.eval()
-        results[net.name] = [top_errors(model, shown[s], labels, mean, batch) for s in scales]
+        results[net.name] = [top_errors(model, net, shown[s], labels, mean, batch) for s in scales]
     return results
 
 

@@ -101,6 +101,20 @@ def test_mean_is_subtracted_after_rescaling(tmp_path, monkeypatch):
     assert natural.min() == 0 and shrunk[:, :, 0, 0].eq(-50).all()
 
 
+def test_the_network_sees_its_train_scale_times_the_pixels_minus_the_mean(tmp_path, monkeypatch):
+    """[train] scale multiplies after the mean is subtracted, as in training (data.py)."""
+    (tmp_path / "squares.net").write_text(NET + "\n[train]\nscale = 0.5\n")
+    net = netdsl.parse_file(tmp_path / "squares.net")
+    _, model = hand_made(tmp_path)
+    seen = []
+    call = invariance.LayerTaps.__call__
+    monkeypatch.setattr(invariance.LayerTaps, "__call__", lambda taps, x: seen.append(x) or call(taps, x))
+    scores = invariance.unit_scores(model, net, squares() + 50, (0.5, 1.0), mean=50.0)
+    assert scores["peak"][0] == 100
+    natural, shrunk = seen[0], seen[1]
+    assert natural.max() == 100 and shrunk[:, :, 0, 0].eq(-25).all()   # (200 + 50 - 50) / 2, (0 - 50) / 2
+
+
 def test_thresholds_leave_exactly_k_inputs_above():
     responses = np.random.default_rng(0).normal(size=(1000, 7))
     t = invariance.thresholds(responses)

@@ -1,5 +1,6 @@
 """The training recipe in the language: [train] schedule, gamma and scale, a layer's lr_mult and
-decay_mult, as the checker reads them, `netdsl compile` shows them and `netdsl diff` lists them.
+decay_mult, as the checker reads them, `netdsl compile` shows them and `netdsl diff` lists them,
+and `scale` as the pixels reach the network.
 
     pytest tests/test_recipe.py
 
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import netdsl
-from netdsl import NetError
+from netdsl import NetError, data
 from netdsl.cli import main
+from test_data import make_folder
 
 NET = """
 [data]
@@ -134,3 +138,26 @@ def test_diff_of_two_files_that_differ_only_in_their_recipes(tmp_path, capsys):
     assert main(["diff", str(a), str(b)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "the two networks are the same", "recipe: scale 1 -> 0.5", "recipe: conv1 decay_mult 1, 0 -> 1, 1"]
+
+
+# ---------------------------------------------------------------- scale reaches the pixels
+
+def test_scale_multiplies_the_pixels_after_the_mean_is_subtracted(tmp_path):
+    """Training and validation samples are (pixels - the training mean image) * scale, as
+    numpy computes it here from the PNG files themselves."""
+    make_folder(tmp_path, classes=2, train=3, val=2, size=(12, 12))
+    the_net = net("resize = 12\nflip = no\nlighting = 0\nmean = image\nscale = 0.25")
+    recipe = data.Recipe.of(the_net)
+    train, val = data.open_folders(tmp_path, recipe)
+    stats = data.compute_stats(train, recipe, 0, data.ProblemLog())
+
+    def pixels(path):
+        return np.asarray(Image.open(path).convert("RGB"), np.float64)
+
+    mean = np.mean([pixels(path) for path, _ in train.samples], axis=0)
+    sample, _ = data.TrainSet(train, recipe, stats, seed=0)[(1, 4)]
+    expected = ((pixels(train.samples[4][0]) - mean) * 0.25).transpose(2, 0, 1)
+    np.testing.assert_allclose(sample.numpy(), expected, atol=1e-4)
+    views, _ = data.EvalSet(val, recipe, stats.mean("image"), tencrop=False)[1]
+    expected = ((pixels(val.samples[1][0]) - mean) * 0.25).transpose(2, 0, 1)
+    np.testing.assert_allclose(views[0].numpy(), expected, atol=1e-4)

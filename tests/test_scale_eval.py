@@ -62,6 +62,19 @@ def test_error_against_scale_follows_the_known_threshold(tmp_path):
     assert all(top5 == 0.0 for _, top5 in results[net.name])
 
 
+def test_the_networks_train_scale_multiplies_the_pixels(tmp_path):
+    """With [train] scale = 0.25 the fc sees a quarter of the ink: the same answers with a
+    quarter of the threshold."""
+    make_folder(tmp_path, [0.35, 0.5, 0.8, 0.95])
+    net = netdsl.parse_string(NET + "scale = 0.25\n")
+    threshold = rescale(blob(), 0.6).sum() * 0.25
+    torch.save({"ink.weight": torch.stack([torch.zeros(1024), torch.ones(1024)]),
+                "ink.bias": torch.tensor([0.0, -float(threshold)])}, tmp_path / "ink.pt")
+    results = scale_eval.error_by_scale([net], [str(tmp_path / "ink.pt")], tmp_path, "test", (0.4, 0.7),
+                                        limit=None, batch=5)
+    assert [top1 for top1, _ in results[net.name]] == [100.0, 0.0]
+
+
 def test_at_scale_undoes_each_images_own_factor():
     image = blob()
     drawn = rescale(image, 0.5)
