@@ -140,6 +140,32 @@ def test_diff_of_two_files_that_differ_only_in_their_recipes(tmp_path, capsys):
         "the two networks are the same", "recipe: scale 1 -> 0.5", "recipe: conv1 decay_mult 1, 0 -> 1, 1"]
 
 
+@pytest.mark.parametrize("name", ["mnist_scale_cnn", "mnist_scale_si"])
+def test_the_mnist_scale_files_carry_kanazawas_recipe(name):
+    the_net = netdsl.parse_file(f"nets/{name}.net")
+    t = the_net.train
+    assert (t.batch, t.epochs, t.optimizer, t.lr, t.momentum, t.weight_decay) == (128, 1000, "sgd", 0.01, 0.9, 0.0001)
+    assert (t.schedule, t.milestones, t.gamma) == ("multistep", (700, 900), 0.1)   # 700, 200, 100 epochs
+    assert (t.mean, t.scale, t.flip, t.lighting, t.resize) == ("none", 0.00390625, False, 0.0, 28)
+    for layer in the_net.layers:
+        if layer.type in ("conv", "siconv", "fc"):
+            std = 0.1 if layer.type == "fc" else 0.01
+            assert (layer.options["init"], layer.options["bias"]) == (("normal", 0.0, std), 0.0), layer.name
+            assert (layer.options["lr_mult"], layer.options["decay_mult"]) == ((1, 2), (1, 0)), layer.name
+        if layer.type == "siconv":
+            assert layer.options["scales"] == (1, 0.63, 0.7937, 1.2599, 1.5874, 2)
+
+
+def test_the_history_copies_keep_the_recipe_of_the_documented_runs():
+    """docs/scale-invariance/reproduce.sh trains these: the recipe before Kanazawa's."""
+    for name in ("mnist_scale_cnn", "mnist_scale_si"):
+        old = netdsl.parse_file(f"docs/scale-invariance/nets/{name}.net")
+        new = netdsl.parse_file(f"nets/{name}.net")
+        assert old.name == new.name and old.params == new.params
+        assert (old.train.epochs, old.train.lr, old.train.scale, old.train.mean) == (15, 0.001, 1.0, "channel")
+        assert (new.train.epochs, new.train.lr, new.train.scale, new.train.mean) == (1000, 0.01, 0.00390625, "none")
+
+
 # ---------------------------------------------------------------- scale reaches the pixels
 
 def test_scale_multiplies_the_pixels_after_the_mean_is_subtracted(tmp_path):

@@ -29,13 +29,13 @@ class MnistScaleSi(nn.Module):
         self.fc4 = nn.Linear(150, 10)
 
     def forward(self, data):  # N x 1 x 28 x 28
-        conv1 = F.relu(si_conv2d(data, self.conv1, scales=(0.63, 0.794, 1.0, 1.26, 1.587, 2.0), size=(22, 22)))  # N x 36 x 22 x 22
-        pool1 = F.max_pool2d(conv1, kernel_size=2, stride=2)                                                     # N x 36 x 11 x 11
-        conv2 = F.relu(si_conv2d(pool1, self.conv2, scales=(0.63, 0.794, 1.0, 1.26, 1.587, 2.0), size=(7, 7)))   # N x 64 x 7 x 7
-        pool2 = F.max_pool2d(conv2, kernel_size=3, stride=3, ceil_mode=True)                                     # N x 64 x 3 x 3
-        fc3 = F.relu(self.fc3(torch.flatten(pool2, 1)))                                                          # N x 150
-        fc4 = self.fc4(fc3)                                                                                      # N x 10
-        return fc4                                                                                               # N x 10 logits
+        conv1 = F.relu(si_conv2d(data, self.conv1, scales=(1.0, 0.63, 0.7937, 1.2599, 1.5874, 2.0), size=(22, 22)))  # N x 36 x 22 x 22
+        pool1 = F.max_pool2d(conv1, kernel_size=2, stride=2)                                                         # N x 36 x 11 x 11
+        conv2 = F.relu(si_conv2d(pool1, self.conv2, scales=(1.0, 0.63, 0.7937, 1.2599, 1.5874, 2.0), size=(7, 7)))   # N x 64 x 7 x 7
+        pool2 = F.max_pool2d(conv2, kernel_size=3, stride=3, ceil_mode=True)                                         # N x 64 x 3 x 3
+        fc3 = F.relu(self.fc3(torch.flatten(pool2, 1)))                                                              # N x 150
+        fc4 = self.fc4(fc3)                                                                                          # N x 10
+        return fc4                                                                                                   # N x 10 logits
 
 
 def build():
@@ -46,8 +46,8 @@ def build():
         nn.init.constant_(model.conv1.bias, 0.0)
         nn.init.normal_(model.conv2.weight, mean=0.0, std=0.01)
         nn.init.constant_(model.conv2.bias, 0.0)
-        nn.init.normal_(model.fc3.weight, mean=0.0, std=0.01)
+        nn.init.normal_(model.fc3.weight, mean=0.0, std=0.1)
         nn.init.constant_(model.fc3.bias, 0.0)
-        nn.init.normal_(model.fc4.weight, mean=0.0, std=0.01)
+        nn.init.normal_(model.fc4.weight, mean=0.0, std=0.1)
         nn.init.constant_(model.fc4.bias, 0.0)
     return model
