@@ -280,7 +280,13 @@ class FC(LayerType):
 @register
 class Dropout(LayerType):
     name = "dropout"
-    keys = {"p": Key(v.number(0, 1, below=True), 0.5, "the probability of zeroing a unit")}
+    keys = {"p": Key(v.number(0, 1, below=True), 0.5, "the probability of zeroing a unit"),
+            # test: the paper's, kept units as they are in training, every unit times 1 - p at
+            # test; train: inverted, kept units divided by 1 - p in training (TensorFlow, Caffe,
+            # PyTorch). The same function at test, but not the same training: what follows an
+            # inverted dropout sees inputs 1 / (1 - p) larger, so its weights start larger
+            # relative to them and its updates are (1 / (1 - p))^2 larger, for the same lr.
+            "rescale": Key(v.choice("test", "train"), "test", "when kept units are rescaled")}
 
 
 @register

@@ -38,9 +38,17 @@ class PaperAlexNet(nn.Module):
         x = F.max_pool2d(lrn_per_group(F.relu(self.conv2(x)), 2), 3, 2)
         x = F.relu(self.conv5(F.relu(self.conv4(F.relu(self.conv3(x))))))
         x = torch.flatten(F.max_pool2d(x, 3, 2), 1)
-        x = F.dropout(F.relu(self.fc6(x)), 0.5, self.training)
-        x = F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
+        x = paper_dropout(F.relu(self.fc6(x)), self.training)
+        x = paper_dropout(F.relu(self.fc7(x)), self.training)
         return self.fc8(x)
+
+
+def paper_dropout(x, training: bool, p: float = 0.5):
+    """Section 4.2: each output zeroed with probability p in training; "at test time, we use all
+    the neurons but multiply their outputs by 0.5"."""
+    if training:
+        return x * (torch.rand_like(x) >= p)
+    return x * (1 - p)
 
 
 def si_formula(x, conv, scales, neuron=F.relu):

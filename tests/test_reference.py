@@ -32,6 +32,29 @@ def test_alexnet_logits_match_the_paper_built_by_hand():
     assert relative_error(got, want) < 1e-5
 
 
+def _dropout_net(rescale: str, p: float):
+    return netdsl.compile_net(netdsl.parse_string(
+        "[data]\ntype = data\nshape = 4x8x8\n\n"
+        f"[drop]\ntype = dropout\np = {p}\nrescale = {rescale}\n\n[prob]\ntype = softmax\n"))
+
+
+@pytest.mark.parametrize("rescale, p", [("test", 0.5), ("train", 0.5), ("test", 0.25), ("train", 0.4)])
+def test_dropout_zeroes_units_and_rescales_as_its_key_says(rescale, p):
+    """`test` is the paper's section 4.2: units kept as they are in training, all of them times
+    1 - p at test. `train` is inverted dropout: kept units divided by 1 - p in training."""
+    model = _dropout_net(rescale, p)
+    x = torch.rand(500, 4, 8, 8) + 0.5
+    flat = x.flatten(1)
+    kept_as = flat if rescale == "test" else flat / (1 - p)
+    out = model.train()(x)
+    dropped = out == 0
+    # scaling by 1 / (1 - p), then by 1 - p, rounds twice: within 2 ulps of float32
+    torch.testing.assert_close(out[~dropped], kept_as[~dropped], rtol=2.5e-7, atol=0)
+    assert abs(dropped.float().mean().item() - p) < 0.01     # 128,000 units: 4 sigma is 0.006
+    at_test = model.eval()(x)
+    assert torch.equal(at_test, flat * (1 - p) if rescale == "test" else flat)
+
+
 def test_alexnet_state_dict_lists_every_weighted_layer_in_file_order():
     keys = list(netdsl.compile_net("nets/alexnet.net").state_dict())
     layers = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]

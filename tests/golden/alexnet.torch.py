@@ -83,9 +83,9 @@ class Alexnet(nn.Module):
         conv5 = F.relu(self.conv5(conv4))                                                      # N x 256 x 13 x 13
         pool5 = F.max_pool2d(conv5, kernel_size=3, stride=2)                                   # N x 256 x 6 x 6
         fc6 = F.relu(self.fc6(torch.flatten(pool5, 1)))                                        # N x 4096
-        drop6 = F.dropout(fc6, p=0.5, training=self.training)                                  # N x 4096
+        drop6 = F.dropout(fc6, p=0.5, training=self.training) * 0.5                            # N x 4096
         fc7 = F.relu(self.fc7(drop6))                                                          # N x 4096
-        drop7 = F.dropout(fc7, p=0.5, training=self.training)                                  # N x 4096
+        drop7 = F.dropout(fc7, p=0.5, training=self.training) * 0.5                            # N x 4096
         fc8 = self.fc8(drop7)                                                                  # N x 1000
         return fc8                                                                             # N x 1000 logits
 

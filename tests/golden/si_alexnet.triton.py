@@ -1017,22 +1017,22 @@ class SiAlexnet(nn.Module):
         self.fc8 = nn.Linear(4096, 1000)
 
     def forward(self, data):  # N x 3 x 224 x 224
-        conv1 = F.relu(si_warp_max_conv1(data, self.conv1))    # N x 96 x 55 x 55
-        rnorm1 = lrn_rnorm1(conv1)                             # N x 96 x 55 x 55
-        pool1 = maxpool_pool1(rnorm1)                          # N x 96 x 27 x 27
-        conv2 = F.relu(si_warp_max_conv2(pool1, self.conv2))   # N x 256 x 27 x 27
-        rnorm2 = lrn_rnorm2(conv2)                             # N x 256 x 27 x 27
-        pool2 = maxpool_pool2(rnorm2)                          # N x 256 x 13 x 13
-        conv3 = F.relu(si_warp_max_conv3(pool2, self.conv3))   # N x 384 x 13 x 13
-        conv4 = F.relu(si_warp_max_conv4(conv3, self.conv4))   # N x 384 x 13 x 13
-        conv5 = F.relu(si_warp_max_conv5(conv4, self.conv5))   # N x 256 x 13 x 13
-        pool5 = maxpool_pool5(conv5)                           # N x 256 x 6 x 6
-        fc6 = F.relu(self.fc6(torch.flatten(pool5, 1)))        # N x 4096
-        drop6 = F.dropout(fc6, p=0.5, training=self.training)  # N x 4096
-        fc7 = F.relu(self.fc7(drop6))                          # N x 4096
-        drop7 = F.dropout(fc7, p=0.5, training=self.training)  # N x 4096
-        fc8 = self.fc8(drop7)                                  # N x 1000
-        return fc8                                             # N x 1000 logits
+        conv1 = F.relu(si_warp_max_conv1(data, self.conv1))          # N x 96 x 55 x 55
+        rnorm1 = lrn_rnorm1(conv1)                                   # N x 96 x 55 x 55
+        pool1 = maxpool_pool1(rnorm1)                                # N x 96 x 27 x 27
+        conv2 = F.relu(si_warp_max_conv2(pool1, self.conv2))         # N x 256 x 27 x 27
+        rnorm2 = lrn_rnorm2(conv2)                                   # N x 256 x 27 x 27
+        pool2 = maxpool_pool2(rnorm2)                                # N x 256 x 13 x 13
+        conv3 = F.relu(si_warp_max_conv3(pool2, self.conv3))         # N x 384 x 13 x 13
+        conv4 = F.relu(si_warp_max_conv4(conv3, self.conv4))         # N x 384 x 13 x 13
+        conv5 = F.relu(si_warp_max_conv5(conv4, self.conv5))         # N x 256 x 13 x 13
+        pool5 = maxpool_pool5(conv5)                                 # N x 256 x 6 x 6
+        fc6 = F.relu(self.fc6(torch.flatten(pool5, 1)))              # N x 4096
+        drop6 = F.dropout(fc6, p=0.5, training=self.training) * 0.5  # N x 4096
+        fc7 = F.relu(self.fc7(drop6))                                # N x 4096
+        drop7 = F.dropout(fc7, p=0.5, training=self.training) * 0.5  # N x 4096
+        fc8 = self.fc8(drop7)                                        # N x 1000
+        return fc8                                                   # N x 1000 logits
 
 
 def build():
