@@ -12,8 +12,9 @@ once, to data/ in the netdsl cache (NETDSL_CACHE, else ~/.cache/netdsl), named b
 parameters. A network with fewer outputs than there are shapes gets the first `classes`
 shapes; one with more (AlexNet's 1000) trains on all ten, which its output covers.
 
-40 training and 10 validation images a class: an epoch of AlexNet on a 2-core CPU takes about
-a minute, and a small network learns the shapes well above chance in a few epochs.
+The run on it has a budget of its own (recipe_changes): 100 training images a class, 10 epochs
+at batch 32, about 320 steps, which AlexNet, with the paper's init, update and lr, needs to
+leave chance on ten classes (docs/benchmarks.md has its curve); about 7 minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-TRAIN_PER_CLASS = 40
-VAL_PER_CLASS = 10
-EPOCHS = 5                       # the default epochs on this data when --epochs is not given
-VERSION = 1                      # bump when the drawing changes, so caches are redrawn
+TRAIN_PER_CLASS = 100
+VAL_PER_CLASS = 20
+EPOCHS = 10                      # a run on this data takes these unless the flags, or the
+BATCH = 32                       # file, ask for fewer: 32 steps an epoch
+VERSION = 2                      # bump when the drawing or the counts change, so caches are redrawn
 
 
 def _polygon(points, cx, cy, r):
@@ -129,6 +131,21 @@ def cache_root() -> Path:
 
 def class_count(net) -> int:
     return min(net.classes, len(SHAPES))
+
+
+def recipe_changes(train) -> dict:
+    """What a run on this data changes in a [train] section: fewer epochs, a smaller batch."""
+    return {"epochs": min(EPOCHS, train.epochs), "batch": min(BATCH, train.batch)}
+
+
+def describe(net, args) -> str:
+    """The data, and each [train] key the run changes, for the line a run prints at its start."""
+    changed = [f"{key} {value} (the file says {getattr(net.train, key)})"
+               for key, value in recipe_changes(net.train).items()
+               if getattr(args, key) is None and value != getattr(net.train, key)]
+    return (f"{class_count(net)} classes, {TRAIN_PER_CLASS} training and {VAL_PER_CLASS} validation "
+            f"images a class; " + (", ".join(changed) + "; " if changed else "")
+            + "the rest of the recipe is the file's")
 
 
 def builtin_dataset(net) -> Path:

@@ -5,8 +5,10 @@
     netdsl train nets/alexnet.net --data imagenet/ --resume  # continue runs/alexnet
 
 --epochs, --batch and --lr override the [train] section. Without --data the run uses the
-built-in dataset (netdsl/synthetic.py) and, unless --epochs says otherwise, 5 epochs rather
-than the [train] section's (90 for AlexNet), so a first run ends in minutes.
+built-in dataset (netdsl/synthetic.py) with a budget of its own, printed when it starts: unless
+the flags say otherwise, 10 epochs at batch 32 rather than the [train] section's (90 at 128
+for AlexNet), so a first run ends in minutes and still takes enough steps to learn. Everything
+else, and everything with --data, is the file's recipe.
 
 RUN (default runs/<net name>) receives checkpoint.pt after every epoch and best.pt whenever
 the validation top-1 error improves, metrics.jsonl (a JSON object an epoch), <name>.net (the
@@ -190,13 +192,16 @@ def _open_run(run_dir: Path, resume: bool) -> dict | None:
     return None
 
 
+def _flags(args, net) -> dict:
+    """The [train] keys the run changes: the flags, and for the built-in data its own budget."""
+    flags = {key: getattr(args, key) for key in ("epochs", "batch", "lr") if getattr(args, key) is not None}
+    builtin = synthetic.recipe_changes(net.train) if args.data is None else {}
+    return {**builtin, **flags}
+
+
 def _resolve(args, net, state):
     """The [train] recipe with the flags applied, and the seed."""
-    overrides = {key: getattr(args, key) for key in ("epochs", "batch", "lr")
-                 if getattr(args, key) is not None}
-    if args.data is None and args.epochs is None:
-        overrides["epochs"] = min(synthetic.EPOCHS, net.train.epochs)
-    config = dataclasses.replace(net.train, **overrides)
+    config = dataclasses.replace(net.train, **_flags(args, net))
     seed = args.seed if args.seed is not None else (state["seed"] if state else 0)
     return config, seed
 
@@ -206,9 +211,7 @@ def _data_folder(args, net, world: World) -> Path:
         return Path(args.data)
     root = synthetic.builtin_dataset(net)  # written atomically: processes may draw it at once
     if world.main:
-        print(f"no --data: training on the built-in shapes at {root} "
-              f"({synthetic.class_count(net)} classes, {synthetic.TRAIN_PER_CLASS} training and "
-              f"{synthetic.VAL_PER_CLASS} validation images a class)")
+        print(f"no --data: training on the built-in shapes at {root}: {synthetic.describe(net, args)}")
     return root
 
 
@@ -433,7 +436,8 @@ def _train(args) -> int:
 
     net = netdsl.parse_file(args.net)
     check_devices(args.devices, args.backend)
-    distributed.check_batch(args.batch or net.train.batch, distributed.world_size(), args.batch is not None)
+    distributed.check_batch(_flags(args, net).get("batch", net.train.batch), distributed.world_size(),
+                            args.batch is not None)
     with distributed.session(args.devices) as (world, devices):
         return _train_in(args, net, world, default_devices(devices))
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import netdsl
-from netdsl import cli, data
+from netdsl import cli, data, synthetic
 from test_data import make_folder, tiny_net
 
 
@@ -266,12 +266,24 @@ schedule = none
     assert min(r["val_top1_err"] for r in metrics(tmp_path / "run")) < 0.7   # chance: 0.9
 
 
-def test_builtin_data_defaults_to_a_few_epochs(tmp_path, monkeypatch):
+def test_builtin_data_runs_on_its_own_budget_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     net = tiny_net(tmp_path)
-    net.write_text(net.read_text().replace("epochs = 3", "epochs = 90"))
+    net.write_text(net.read_text().replace("epochs = 3", "epochs = 90").replace("batch = 8", "batch = 128"))
     assert train(net, None, tmp_path / "run") == 0
-    assert len(metrics(tmp_path / "run")) == 5
+    printed = capsys.readouterr().out
+    assert (f"epochs {synthetic.EPOCHS} (the file says 90), batch {synthetic.BATCH} (the file says 128)"
+            in printed)
+    assert len(metrics(tmp_path / "run")) == synthetic.EPOCHS
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["config"]["batch"] == synthetic.BATCH
+
+
+def test_flags_win_over_the_builtin_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
+    assert train(tiny_net(tmp_path), None, tmp_path / "run", "--epochs", 2, "--batch", 4) == 0
+    assert "the file says" not in capsys.readouterr().out
+    assert len(metrics(tmp_path / "run")) == 2
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["config"]["batch"] == 4
 
 
 def test_plot_draws_the_curves_or_says_how_to_get_matplotlib(tmp_path, folder, capsys):
@@ -292,7 +304,8 @@ def test_greyscale_and_many_channel_networks_train_on_builtin_data(tmp_path, mon
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     assert train(tiny_net(tmp_path, c=channels), None, tmp_path / "run", "--epochs", 1) == 0
     suffix = "*.png" if channels == 1 else "*.npy"
-    assert len(list((tmp_path / "cache" / "data").rglob(suffix))) == 3 * (40 + 10)
+    drawn = 3 * (synthetic.TRAIN_PER_CLASS + synthetic.VAL_PER_CLASS)
+    assert len(list((tmp_path / "cache" / "data").rglob(suffix))) == drawn
 
 
 def test_a_run_on_two_devices_resumes_on_one(tmp_path):
