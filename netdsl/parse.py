@@ -120,12 +120,16 @@ def _describe(token: lark.Token) -> str:
     return "the end of the file" if token.type == "$END" else f"`{token}`"
 
 
+def _inside_call(text: str, line: int, col: int) -> bool:
+    """Whether the spot follows an open `(` on its line."""
+    before = text.split("\n")[line - 1][:col - 1]
+    return before.count("(") > before.count(")")
+
+
 def _expected(names, text: str = "", line: int = 0, col: int = 0) -> str:
     """The expected tokens in words; `)` only inside an open call on that line."""
-    if line:
-        before = text.split("\n")[line - 1][:col - 1]
-        if before.count("(") <= before.count(")"):
-            names = [n for n in names if n != "RPAR"]
+    if line and not _inside_call(text, line, col):
+        names = [n for n in names if n != "RPAR"]
     words = sorted({_TOKEN_WORDS.get(n, f"`{n}`") for n in names})
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
@@ -167,6 +171,9 @@ def parse_text(data: bytes | str, path: str = "<string>") -> Document:
             message = f"unexpected {_describe(err.token)}; expected {_expected(err.expected, text, line, col)}"
         if err.token.type == "NAME" and "LSQB" in err.expected and len(err.expected) <= 2:
             message = f"`{err.token}` stands outside any section; start one with `[name]` first"
+        if err.token.type == "LPAR" and _inside_call(text, line, col):
+            message = ("unexpected `(`: values nest one level at most, a call of plain values "
+                       "such as `normal(0, 0.01)`")
         raise NetError(message, path, line, col) from None
     except lark.UnexpectedEOF as err:
         raise NetError(f"the file ends early; expected {_expected(err.expected)}", path,

@@ -46,6 +46,7 @@ EXPECTED = {  # file: (line, col, phrase)
     "lrn_even_size": (16, 1, "`size` must be odd"),
     "missing_required_key": (8, 1, "needs the key `filters`"),
     "missing_type": (14, 1, "needs `type = ...`"),
+    "nested_calls": (12, 24, "values nest one level at most"),
     "misspelt_choice": (12, 11, "(did you mean `relu`?)"),
     "misspelt_input": (15, 10, "unknown input `covn1` (did you mean `conv1`?)"),
     "no_output_layer": (19, 1, "the last layer must be the output"),
