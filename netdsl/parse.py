@@ -7,6 +7,7 @@ Nothing here knows what a layer is; that is the checker's job (check.py).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -70,6 +71,29 @@ def _parser() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
+INT_LIMIT = 2**63 - 1  # integers are 64-bit, as PyTorch's sizes are
+
+
+def integer(text: str, line: int, col: int) -> int:
+    """An integer literal's value; NetError if it does not fit in 64 bits (checked on its digits
+    first, since Python will not even convert a literal of more than 4,300)."""
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) <= len(str(INT_LIMIT)) and abs(int(text)) <= INT_LIMIT:
+        return int(text)
+    what = f"the integer {text}" if len(text) <= 40 else f"an integer of {len(digits)} digits"
+    raise NetError(f"{what} does not fit in 64 bits (at most {INT_LIMIT}); "
+                   "write a number this large with an exponent, as 1e30", None, line, col)
+
+
+def number(text: str, line: int, col: int) -> float:
+    """A number literal's value; NetError if it is beyond a 64-bit float (1e400 is not infinity)."""
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 40 else f"of {len(text)} characters"
+        raise NetError(f"the number {shown} is too large for a 64-bit float", None, line, col)
+    return value
+
+
 class _ToDocument(Transformer):
     """Lark tree to the dataclasses above."""
 
@@ -86,15 +110,19 @@ class _ToDocument(Transformer):
 
     def shape(self, children):
         (tok,) = children
-        return Value("shape", tuple(int(p) for p in tok.split("x")), tok.line, tok.column)
+        sizes, col = [], tok.column
+        for part in tok.split("x"):
+            sizes.append(integer(part, tok.line, col))
+            col += len(part) + 1
+        return Value("shape", tuple(sizes), tok.line, tok.column)
 
     def float(self, children):
         (tok,) = children
-        return Value("float", float(tok), tok.line, tok.column)
+        return Value("float", number(tok, tok.line, tok.column), tok.line, tok.column)
 
     def int(self, children):
         (tok,) = children
-        return Value("int", int(tok), tok.line, tok.column)
+        return Value("int", integer(tok, tok.line, tok.column), tok.line, tok.column)
 
     def name(self, children):
         (tok,) = children
@@ -178,5 +206,11 @@ def parse_text(data: bytes | str, path: str = "<string>") -> Document:
     except lark.UnexpectedEOF as err:
         raise NetError(f"the file ends early; expected {_expected(err.expected)}", path,
                        text.count("\n"), 1) from None
-    sections = _ToDocument().transform(tree)
+    try:
+        sections = _ToDocument().transform(tree)
+    except lark.exceptions.VisitError as err:  # Lark wraps what the transformer raises
+        if isinstance(err.orig_exc, NetError):
+            err.orig_exc.path = path
+            raise err.orig_exc from None
+        raise
     return Document(path, text, sections)
