@@ -15,7 +15,7 @@ from typing import Any
 from . import values as v
 from .errors import NetError, did_you_mean
 from .ir import OUTPUT_TYPES, Layer, Net, Shape, TrainConfig, frozen
-from .layers import REGISTRY, WEIGHT_KEYS, ShapeError
+from .layers import REGISTRY, WEIGHT_KEYS, ShapeError, within_limit
 from .parse import Document, Entry, Section
 
 NET_KEYS = {
@@ -180,6 +180,7 @@ def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Lay
                 raise ShapeError(f"{in_shape.c} channels do not split over {groups} groups")
         out = kind.output(options, in_shape, groups, split)
         params = kind.params(options, in_shape, out, groups, split) if in_shape else 0
+        within_limit(kind, params, out)
         flops = kind.flops(options, in_shape, out, groups, split)
         cross = kind.cross_bytes(options, in_shape, groups, split) if in_shape else 0
         derived = kind.derived(options, in_shape, out, groups, split) if in_shape else {}

@@ -33,6 +33,14 @@ def register(cls):
     return cls
 
 
+def within_limit(kind: "LayerType", params: int, out: Shape) -> None:
+    """A layer holds at most SIZE_LIMIT parameters and outputs at most SIZE_LIMIT values an image."""
+    for what, count in (("parameters", params), ("output values per image", out.numel)):
+        if count > v.SIZE_LIMIT:
+            raise ShapeError(f"has {count:,} {what}, which exceeds the limit of {v.SIZE_LIMIT:,} "
+                             "(2**31 - 1) per layer", kind.size_key)
+
+
 def _div(count: int, groups: int, what: str, key: str) -> int:
     if count % groups:
         raise ShapeError(f"{what} {count} is not divisible by the {groups} groups", key)
@@ -54,6 +62,7 @@ class LayerType:
     reads = "any"               # "maps": wants N x C x H x W; "flat": wants N x C; "any": either
     flat_output = None          # True: the output is N x C; None: flat exactly when its inputs are
     kernels: tuple[str, ...] = ()  # Triton kernel templates, codegen_templates/triton/<name>.py.j2
+    size_key: str | None = None    # the key that sets how large the layer is, blamed past SIZE_LIMIT
 
     def input_form(self, layer) -> str:
         """How this layer wants its input held: "maps", "flat" or "any"."""
@@ -91,6 +100,7 @@ class LayerType:
 class Data(LayerType):
     name = "data"
     flat_output = False
+    size_key = "shape"
     keys = {"shape": Key(v.shape, help="C x H x W of one input image")}
 
     def output(self, o, inp, groups, split):
@@ -125,6 +135,7 @@ class Conv(LayerType):
     weighted = True
     reads = "maps"
     flat_output = False
+    size_key = "filters"
     keys = {
         "filters": Key(v.integer(1), help="output channels, all groups together"),
         "size": Key(v.integer(1), help="square kernel side"),
@@ -165,6 +176,9 @@ class SIConv(Conv):
         """(scale, resized input H, W, conv output H, W) for each scale, as F.interpolate sizes them."""
         maps = []
         for s in o["scales"]:
+            if inp.c * (inp.h * s) * (inp.w * s) > v.SIZE_LIMIT:  # a float: inf past 1.8e308
+                raise ShapeError(f"scale {s} enlarges the {inp} input past the limit of "
+                                 f"{v.SIZE_LIMIT:,} (2**31 - 1) values per image", "scales")
             h, w = math.floor(inp.h * s), math.floor(inp.w * s)
             if min(h, w) < 1:
                 raise ShapeError(f"scale {s} shrinks the {inp.h}x{inp.w} input to nothing", "scales")
@@ -172,6 +186,9 @@ class SIConv(Conv):
                 conv = self._conv_output(o, h, w)
             except ShapeError as err:
                 raise ShapeError(f"at scale {s} the input is {h}x{w}: {err}", "scales") from None
+            if conv.numel > v.SIZE_LIMIT:
+                raise ShapeError(f"at scale {s} the conv outputs {conv}, {conv.numel:,} values, which exceeds "
+                                 f"the limit of {v.SIZE_LIMIT:,} (2**31 - 1) per image", "scales")
             maps.append((s, h, w, conv.h, conv.w))
         return maps
 
@@ -260,6 +277,7 @@ class FC(LayerType):
     name = "fc"
     weighted = True
     flat_output = True
+    size_key = "outputs"
 
     def input_form(self, layer) -> str:
         return "maps" if layer.derived["grouped"] else "flat"

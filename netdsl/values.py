@@ -14,6 +14,12 @@ from .parse import Value
 
 REQUIRED = object()
 
+# The most of any count or size (filters, a kernel's side, a stride, epochs, ...), and of one
+# layer's parameters or the values it outputs for one image: 2**31 - 1, 8 GiB of float32, more
+# than 50 times the largest layer of the seed networks, and the reach of the 32-bit indices
+# of the generated Triton kernels.
+SIZE_LIMIT = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class Key:
@@ -42,6 +48,8 @@ def integer(low: int = 1, high: int | None = None) -> Callable[[Value], int]:
         if value.data < low or (high is not None and value.data > high):
             limit = f"from {low} to {high}" if high is not None else f"at least {low}"
             fail(value, f"expected an integer {limit}, got {value.data}")
+        if value.data > SIZE_LIMIT:
+            fail(value, f"{value.data} exceeds the limit of {SIZE_LIMIT:,} (2**31 - 1) for a count or size")
         return value.data
     return read
 
