@@ -8,6 +8,7 @@ and names that the generated Python can use.
 """
 from __future__ import annotations
 
+import builtins
 import keyword
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,18 @@ def check_name(name: str) -> str | None:
     if name in GENERATED_GLOBALS:
         return f"the generated code uses `{name}` for itself"
     return None
+
+
+def check_class_name(net: Net, entry: Entry | None) -> None:
+    """Refuse a network whose class, named after it, would be a keyword (`none` gives `None`),
+    a Python builtin (`exception`) or a global of the generated module (`f` gives `F`)."""
+    name = net.class_name
+    reason = ("a Python keyword" if keyword.iskeyword(name) else "a Python builtin" if hasattr(builtins, name)
+              else "a name the generated code uses for itself" if name in GENERATED_GLOBALS else None)
+    if reason:
+        where = "choose another with `[net] name = ...`" if entry else "name it with `[net] name = ...`"
+        raise NetError(f"the network's name `{net.name}` makes its class `{name}`, {reason}; {where}",
+                       None, entry.value.line if entry else None, entry.value.col if entry else None)
 
 
 def _read_entries(section: Section, keys: dict[str, v.Key], skip=()) -> tuple[dict[str, Any], dict[str, Entry]]:
@@ -237,8 +250,8 @@ def _check(doc: Document) -> Net:
     if not every:
         raise NetError("no layers: a network needs a `type = data` layer first and a softmax or sigmoid last",
                        None, 1, 1)
-    net_options, _ = (_read_entries(specials["net"], NET_KEYS) if "net" in specials
-                      else ({"name": None, "groups": 1}, {}))
+    net_options, net_where = (_read_entries(specials["net"], NET_KEYS) if "net" in specials
+                              else ({"name": None, "groups": 1}, {}))
     groups = net_options["groups"]
     layers: dict[str, Layer] = {}
     previous = None
@@ -259,6 +272,7 @@ def _check(doc: Document) -> Net:
     data = next(iter(layers.values()))
     train = _train_config(specials.get("train"), data.out_shape)
     net = Net(name, doc.path, doc.text, groups, tuple(layers.values()), train)
+    check_class_name(net, net_where.get("name"))
     net.lint()
     return net
 

@@ -10,6 +10,7 @@ kernels) are templates named by the layer type in layers.py, rendered once per n
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -18,6 +19,7 @@ import jinja2
 from .errors import NetError
 from .ir import Layer, Net
 from .layers import REGISTRY
+from .parse import parse_text
 from .resources import resource_dir
 
 BACKENDS = ("torch", "triton")
@@ -119,20 +121,39 @@ def _helpers(net: Net, backend: str) -> list[str]:
             for name, layers in names.items()]
 
 
-def _check_names(net: Net, source: str) -> None:
-    """Refuse a layer named like a global of the generated module (a helper, an import)."""
-    defined = set()
+def _module_names(source: str) -> Counter:
+    """How many times the generated module defines each global name."""
+    defined: Counter = Counter()
     for node in ast.parse(source).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            defined.add(node.name)
+            defined[node.name] += 1
         elif isinstance(node, ast.Assign):
             defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return defined
+
+
+def _name_entry(net: Net) -> tuple[int | None, int | None]:
+    """Where the file writes `[net] name = ...`: (line, col) of the value, or (None, None) when
+    the name is the file's own."""
+    sections = [section for section in parse_text(net.text, net.path).sections if section.name == "net"]
+    entries = [entry for section in sections for entry in section.entries if entry.key == "name"]
+    return (entries[0].value.line, entries[0].value.col) if entries else (None, None)
+
+
+def _check_names(net: Net, source: str) -> None:
+    """Refuse a layer named like a global of the generated module (a helper, an import), and a
+    network whose class would shadow one (`local_response_norm` gives `LocalResponseNorm`)."""
+    defined = _module_names(source)
     for layer in net.layers:
         if layer.name in defined:
             raise NetError(f"cannot name a layer `{layer.name}`: the generated code defines that name",
                            net.path, layer.line, layer.col)
+    if defined[net.class_name] > 1:
+        raise NetError(f"the network's name `{net.name}` makes its class `{net.class_name}`, a name the "
+                       "generated code defines; choose another with `[net] name = ...`",
+                       net.path, *_name_entry(net))
 
 
 def render(net: Net, backend: str = "torch") -> str:

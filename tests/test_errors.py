@@ -38,6 +38,9 @@ EXPECTED = {  # file: (line, col, phrase)
     "hostile_name_torch": (14, 1, "the generated code uses `torch`"),
     "hostile_name_training": (14, 1, "cannot name a layer `training`"),
     "hostile_net_name": (3, 17, "unexpected `os`"),
+    "hostile_net_name_f": (4, 8, "the network's name `f` makes its class `F`, a name the generated code uses for itself"),
+    "hostile_net_name_helper": (4, 8, "makes its class `LocalResponseNorm`, a name the generated code defines"),
+    "hostile_net_name_none": (4, 8, "makes its class `None`, a Python keyword"),
     "hostile_value_call": (22, 22, "unexpected character `'`"),
     "hostile_value_code": (10, 12, "unexpected `)`"),
     "hostile_value_string": (12, 11, 'unexpected character `"`'),
@@ -98,10 +101,12 @@ def test_the_corpus_is_complete():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_broken_file_exits_2_pointing_at_the_fault(name, capsys):
+def test_broken_file_exits_2_pointing_at_the_fault(name, capsys, tmp_path):
+    """With `-o`, so that faults only rendering the module finds are caught too."""
     path = str(BROKEN / f"{name}.net")
     line, col, phrase = EXPECTED[name]
-    assert main(["compile", path]) == 2
+    assert main(["compile", path, "-o", str(tmp_path / "out.py")]) == 2
+    assert not (tmp_path / "out.py").exists()
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1, err
