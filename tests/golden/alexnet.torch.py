@@ -13,7 +13,7 @@ from torch import nn
 def channel_window_sum(x, size):
     """s[:, i] = x[:, i - size//2] + ... + x[:, i + size//2], the window clipped at the ends."""
     total = x.clone()
-    for shift in range(1, size // 2 + 1):
+    for shift in range(1, min(size // 2, x.shape[1] - 1) + 1):  # a shift past every channel adds nothing
         total[:, shift:] += x[:, :-shift]
         total[:, :-shift] += x[:, shift:]
     return total
@@ -34,7 +34,7 @@ class LocalResponseNorm(torch.autograd.Function):
         a = a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
         # base = k + alpha * (window sum of a^2), accumulated with addcmul so a^2 is never stored
         base = torch.addcmul(torch.tensor(k, dtype=a.dtype), a, a, value=alpha)
-        for shift in range(1, size // 2 + 1):
+        for shift in range(1, min(size // 2, a.shape[1] - 1) + 1):  # a shift past every channel adds nothing
             base[:, shift:].addcmul_(a[:, :-shift], a[:, :-shift], value=alpha)
             base[:, :-shift].addcmul_(a[:, shift:], a[:, shift:], value=alpha)
         scale = base.pow(-beta)
