@@ -22,6 +22,7 @@ COMMANDS = {
     "data": ("netdsl.datacli", "prepare image folders and datasets"),
     "plot": ("netdsl.plot", "draw a run's loss and error curves to a PNG"),
     "invariance": ("netdsl.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
+    "export": ("netdsl.export", "write a network and a checkpoint's weights as an ONNX model"),
 }
 
 
