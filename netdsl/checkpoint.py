@@ -5,65 +5,44 @@
 
 A checkpoint is a dict of plain tensors, dicts, lists, numbers and strings (so loading
 runs no pickled code): model, optimizer, schedule, epoch, random states, the .net text.
+
+A checkpoint that cannot be written (a full disk, a quota) raises files.WriteError naming it
+and the cause: the temporary file is removed and the previous checkpoint is untouched, so the
+run resumes from it once there is room (netdsl/files.py).
 """
 from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import files
 from .errors import NetError
-
-TMP_SUFFIX = ".tmp"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (a crash after it must not bring the old name back)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # platforms without directory handles
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save(state: dict, path: Path) -> None:
-    """Write `state` to `path` atomically: a reader sees the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write `state` to `path` atomically: a reader sees the old file or the whole new one.
+
+    torch.save streams into the temporary file through files.replacing, which turns the
+    RuntimeError torch.save makes of a failed write back into that write's OSError."""
+    with files.replacing(path) as out:
+        torch.save(state, out)
 
 
 def publish_copy(source: Path, path: Path) -> None:
     """Make `path` hold what `source` holds now, atomically (a hard link where it can: no copy)."""
+    path = Path(path)
     if path.exists() and os.path.samefile(source, path):
         return  # already linked; and rename() between two links to one file does nothing
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        os.link(source, tmp)
-    except OSError:  # file systems without hard links
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    files.publish(source, path)
 
 
 def remove_stale_tmp(folder: Path) -> None:
     """Temporary files a killed run left behind; the files they were to replace are intact."""
-    for tmp in Path(folder).glob(f"*.pt.*{TMP_SUFFIX}"):
-        tmp.unlink(missing_ok=True)
+    files.remove_stale_temporaries(folder)
 
 
 def load(path: Path) -> dict:

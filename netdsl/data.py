@@ -17,7 +17,8 @@ minus the training mean (image, channel or none).
 
 The training set's mean image and pixel PCA take one pass over it, once: they are cached as
 .netdsl-stats-<key>.npz in the data directory, or in the run folder where that is read-only,
-the key covering `resize`, the channels and the list of training files.
+the key covering `resize`, the channels and the list of training files. A cache that cannot
+be written anywhere (a full disk) is a warning, not an error: the run has the stats it needs.
 
 Randomness depends only on (seed, epoch, index): the epoch's order on (seed, epoch), an
 image's crop, flip and lighting on (seed, epoch, index). So the batches are the same with any
@@ -34,6 +35,7 @@ an image smaller than the crop is a user error (NetError), as is a bad layout.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -48,6 +50,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
+from . import files
 from .distributed import SINGLE, World
 from .errors import NetError
 
@@ -363,22 +366,34 @@ def _read_cached(path: Path) -> Stats | None:
         return None
 
 
-def _write_cached(stats: Stats, path: Path) -> bool:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, mean_image=stats.mean_image, eigvals=stats.eigvals,
-                 eigvecs=stats.eigvecs, images=stats.images)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        return False
+def _write_cached(stats: Stats, path: Path) -> None:
+    """The stats to `path`, atomically; files.WriteError if they cannot be written."""
+    buffer = io.BytesIO()  # the mean image and the PCA: small enough to build in memory
+    np.savez(buffer, mean_image=stats.mean_image, eigvals=stats.eigvals,
+             eigvecs=stats.eigvecs, images=stats.images)
+    files.replace(path, buffer.getbuffer())
+
+
+def _cache(stats: Stats, cache_dirs, name: str) -> None:
+    """Write the stats to the first of `cache_dirs` that takes them (a read-only data directory
+    leaves them to the run folder). Where none does, a warning: a cache that cannot be written
+    costs the next run one pass over the data, not this run, so training goes on."""
+    failures = []
+    for folder_path in cache_dirs:
+        try:
+            _write_cached(stats, Path(folder_path) / name)
+            return
+        except files.WriteError as err:
+            failures.append(f"{err.path}: {err.strerror}")
+    print(f"warning: cannot cache the training set's statistics ({'; '.join(failures)}); "
+          "the next run computes them again", file=sys.stderr)
 
 
 def load_stats(folder: Folder, recipe: Recipe, cache_dirs, workers: int,
                problems: "ProblemLog", world: World = SINGLE) -> Stats:
     """The training set's stats, from the first cache folder that has them, else computed once
-    and written to the first cache folder that is writable (the data directory, then the run).
+    and written to the first cache folder that is writable (the data directory, then the run);
+    where none is, a warning on stderr and the run goes on (_cache).
 
     Under data parallelism the processes compute them together unless every one of them finds
     the cache (machines need not share a disk); one process a machine writes it."""
@@ -389,9 +404,7 @@ def load_stats(folder: Folder, recipe: Recipe, cache_dirs, workers: int,
         return cached
     stats = compute_stats(folder, recipe, workers, problems, world)
     if world.local_rank == 0:
-        for folder_path in cache_dirs:
-            if _write_cached(stats, Path(folder_path) / name):
-                break
+        _cache(stats, cache_dirs, name)
     return stats
 
 

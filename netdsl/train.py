@@ -17,6 +17,11 @@ SIGKILL, resumes with --resume from the end of its last complete epoch and ends 
 weights as a run never stopped: checkpoints are replaced atomically, and data order and
 augmentation depend only on (seed, epoch, image).
 
+A file of the run that cannot be written (a full disk, a quota) stops the run with one line
+naming it and the cause, exit status 2, no temporary file left and the last checkpoint intact,
+to resume from once there is room (netdsl/files.py); the data statistics cache alone is only
+warned about (netdsl/data.py).
+
 The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
 for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
 epoch; `multistep(E1, E2, ...)` multiplies it by `gamma` after each epoch listed, so epoch
@@ -56,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, data, distributed, synthetic
+from . import checkpoint, data, distributed, files, synthetic
 from .distributed import World
 from .errors import NetError
 from .argtypes import count, positive
@@ -160,10 +165,7 @@ def dropout_seed(seed: int, epoch: int, rank: int) -> int:
 # ---------------------------------------------------------------- the run folder
 
 def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    files.append(path, json.dumps(record) + "\n")
 
 
 def _trim_metrics(path: Path, last_epoch: int) -> None:
@@ -173,9 +175,7 @@ def _trim_metrics(path: Path, last_epoch: int) -> None:
         return
     lines = [line for line in path.read_text().splitlines()
              if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    files.replace(path, "".join(line + "\n" for line in lines))
 
 
 def _open_run(run_dir: Path, resume: bool) -> dict | None:
@@ -242,9 +242,9 @@ def _check_classes(args, net, train, state) -> None:
 def _write_sources(run_dir: Path, net, backend: str, devices) -> None:
     import netdsl
 
-    (run_dir / f"{net.name}.net").write_text(net.text)
+    files.replace(run_dir / f"{net.name}.net", net.text)
     resolved = netdsl.resolve_backend(backend, devices)
-    (run_dir / f"{net.name}.py").write_text(netdsl.generate_source(net, resolved))
+    files.replace(run_dir / f"{net.name}.py", netdsl.generate_source(net, resolved))
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -312,9 +312,9 @@ class Trainer:
         checkpoint.set_rng_states(state["rng"])
         if lr is not None:
             set_lr(self.optimizer, lr)
-        if self.world.main and self.schedule.best_epoch == state["epoch"]:
+        if self.schedule.best_epoch == state["epoch"]:
             # a kill may have come before best.pt was made
-            checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
+            self.world.from_main(lambda: checkpoint.publish_copy(self.latest, self.run_dir / "best.pt"))
         return state["epoch"] + 1
 
     def state(self, epoch: int, record: dict) -> dict:
@@ -395,8 +395,9 @@ class Trainer:
                 "lr": lr, "skipped_images": skipped, "best": best}
 
     def save(self, epoch: int, record: dict) -> None:
-        """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them loses nothing
-        that resuming (which trims metrics.jsonl to the checkpoint) does not repair."""
+        """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them, or a write that
+        fails (files.WriteError), loses nothing that resuming (which trims metrics.jsonl to the
+        checkpoint and remakes a missing best.pt) does not repair."""
         _append_line(self.run_dir / "metrics.jsonl", record)
         checkpoint.save(self.state(epoch, record), self.latest)
         if record["best"]:
@@ -424,8 +425,7 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     problems.take()  # the images skipped there are counted again in each epoch that skips them
     torch.manual_seed(seed)  # the initial weights, the same in every process
     model, device = build_model(net, args.backend, devices)
-    if world.main:
-        _write_sources(run_dir, net, args.backend, devices)
+    world.from_main(lambda: _write_sources(run_dir, net, args.backend, devices))
     return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
                    make_optimizer(model, net, config), Schedule.of(config),
                    problems, world, world.replicate(model, devices))
@@ -442,9 +442,16 @@ def _train(args) -> int:
         return _train_in(args, net, world, default_devices(devices))
 
 
+def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
+    trainer.save(epoch, record)
+    print(_epoch_line(record, trainer.config.epochs), flush=True)
+
+
 def _train_in(args, net, world: World, devices) -> int:
     """The run, in one of the world's processes."""
     run_dir = Path(args.out or Path("runs") / net.name)
+    # rank 0 alone reads and writes the folder; from_main hands its NetError (a full disk)
+    # to every process, so none waits for it forever
     state = world.from_main(lambda: _open_run(run_dir, args.resume))
     if world.main and state is not None and state["net_text"] != net.text:
         print(f"warning: {args.net} differs from the text {run_dir} was trained from", file=sys.stderr)
@@ -452,8 +459,7 @@ def _train_in(args, net, world: World, devices) -> int:
     trainer = _setup(args, net, run_dir, state, workers, world, devices)
     first = trainer.restore(state, args.lr) if state is not None else 1
     epochs = trainer.config.epochs
-    if world.main:
-        _trim_metrics(run_dir / "metrics.jsonl", first - 1)
+    world.from_main(lambda: _trim_metrics(run_dir / "metrics.jsonl", first - 1))
     if first > epochs:
         if world.main:
             print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
@@ -462,8 +468,6 @@ def _train_in(args, net, world: World, devices) -> int:
     train_batches, val_batches = trainer.loaders()
     for epoch in range(first, epochs + 1):
         record = trainer.epoch(epoch, train_batches, val_batches)
-        if world.main:
-            trainer.save(epoch, record)
-            print(_epoch_line(record, epochs), flush=True)
+        world.from_main(lambda: _save_epoch(trainer, epoch, record))
     world.save_debug_state(trainer.model)
     return 0

@@ -1,0 +1,251 @@
+"""Faults for `netdsl train`: a disk that fills.
+
+    pytest tests/test_runner_faults.py
+
+A write fails on demand: os.open, os.write and os.fsync are wrapped so that the files of a
+chosen name fail as a full disk does (the first write writes half of its bytes, every later
+one raises ENOSPC or EDQUOT), or fail at fsync. Every file a run writes goes through those
+calls (netdsl/files.py), so each kind of file is tried. One test fills a real 600 KiB tmpfs
+instead; it needs root to mount one and is skipped, saying why, where that is impossible.
+"""
+from __future__ import annotations
+
+import errno
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from netdsl import cli
+from test_data import make_folder, tiny_net
+from test_runner_kill import _env
+
+
+def train(net, folder, out, *flags) -> int:
+    return cli.main(["train", str(net), "--data", str(folder), "--out", str(out), "--workers", "0",
+                     *map(str, flags)])
+
+
+def one_line(capsys, code) -> str:
+    """The one line a user error prints, after checking it exited 2."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def weights(path) -> dict:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def epochs_logged(run) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def temporaries(*folders) -> list[Path]:
+    return [p for folder in folders for p in Path(folder).iterdir() if "tmp" in p.name]
+
+
+def snapshot(folder, but=()) -> dict:
+    """Every file's name, bytes and modification time (but those named)."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(Path(folder).iterdir())
+            if p.name not in but}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Tiny data, and the runs every test compares with: one epoch, and two without a stop."""
+    root = tmp_path_factory.mktemp("faults")
+    folder = make_folder(root / "data")
+    net = tiny_net(root)
+    assert train(net, folder, root / "one", "--epochs", 1) == 0
+    assert train(net, folder, root / "two", "--epochs", 2) == 0
+    return folder, root / "one", root / "two"
+
+
+def after_one_epoch(reference, tmp_path) -> tuple[Path, Path, Path]:
+    """(data, net, run): a copy of the one-epoch run, ready to resume."""
+    folder, one, _ = reference
+    shutil.copytree(one, tmp_path / "run")
+    return folder, tiny_net(tmp_path), tmp_path / "run"
+
+
+# ---------------------------------------------------------------- a disk that fills
+
+class FailingDisk:
+    """Writes to files named like `pattern` fail as on a full disk (or at fsync), from the
+    (after + 1)-th such file opened for writing; the others are written as usual."""
+
+    def __init__(self, monkeypatch, pattern: str, code: int = errno.ENOSPC, after: int = 0,
+                 at: str = "write"):
+        self.pattern, self.code, self.after, self.at = pattern, code, after, at
+        self.opened, self.failing, self.failures = 0, {}, 0
+        real_open, real_write, real_fsync, real_close = os.open, os.write, os.fsync, os.close
+
+        def open_(path, flags, mode=0o777, *, dir_fd=None):
+            fd = real_open(path, flags, mode, dir_fd=dir_fd)
+            writing = flags & (os.O_WRONLY | os.O_RDWR)
+            if writing and fnmatch.fnmatch(os.path.basename(os.fspath(path)), pattern):
+                self.opened += 1
+                if self.opened > self.after:
+                    self.failing[fd] = 0  # writes so far
+            return fd
+
+        def write(fd, data):
+            if fd not in self.failing or self.at != "write":
+                return real_write(fd, data)
+            self.failing[fd] += 1
+            if self.failing[fd] == 1 and len(data) > 1:  # a full disk takes what it still can
+                return real_write(fd, memoryview(data)[:len(data) // 2])
+            return self._fail()
+
+        def fsync(fd):
+            if fd in self.failing and self.at == "fsync":
+                return self._fail()
+            return real_fsync(fd)
+
+        def close(fd):
+            self.failing.pop(fd, None)
+            return real_close(fd)
+
+        for name, fn in (("open", open_), ("write", write), ("fsync", fsync), ("close", close)):
+            monkeypatch.setattr(os, name, fn)
+
+    def _fail(self):
+        self.failures += 1
+        raise OSError(self.code, os.strerror(self.code))
+
+
+def without_hard_links(monkeypatch, pattern: str) -> None:
+    """os.link refused for targets named like `pattern`, as on file systems without links."""
+    real_link = os.link
+
+    def link(src, dst, *args, **kwargs):
+        if fnmatch.fnmatch(os.path.basename(os.fspath(dst)), pattern):
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+
+
+# (the file named, the files that fail, errno, where, resume the one-epoch run or start afresh)
+WRITES = [
+    ("checkpoint.pt", "checkpoint.pt.*.tmp", errno.ENOSPC, "write", True),
+    ("checkpoint.pt", "checkpoint.pt.*.tmp", errno.EDQUOT, "write", True),
+    ("checkpoint.pt", "checkpoint.pt.*.tmp", errno.ENOSPC, "fsync", True),
+    ("best.pt", "best.pt.*.tmp", errno.ENOSPC, "write", False),       # epoch 1 is always the best
+    ("metrics.jsonl", "metrics.jsonl", errno.ENOSPC, "write", True),  # the line appended
+    ("metrics.jsonl", "metrics.jsonl.*.tmp", errno.EDQUOT, "write", True),  # the trim on resume
+    ("tiny.net", "tiny.net.*.tmp", errno.ENOSPC, "write", True),
+    ("tiny.py", "tiny.py.*.tmp", errno.ENOSPC, "write", True),
+]
+
+
+@pytest.mark.parametrize("name, pattern, code, at, resume", WRITES,
+                         ids=[f"{p}-{errno.errorcode[c]}-{a}" for _, p, c, a, _ in WRITES])
+def test_a_write_that_fails_stops_with_one_line_and_the_run_resumes_from_the_last_checkpoint(
+        reference, tmp_path, monkeypatch, capsys, name, pattern, code, at, resume):
+    folder, _, two = reference
+    if resume:
+        folder, net, run = after_one_epoch(reference, tmp_path)
+    else:
+        net, run = tiny_net(tmp_path), tmp_path / "run"
+    disk = FailingDisk(monkeypatch, pattern, code, at=at)
+    if name == "best.pt":
+        without_hard_links(monkeypatch, pattern)
+    capsys.readouterr()
+    code_ = train(net, folder, run, "--epochs", 2, *(["--resume"] if resume else []))
+    assert one_line(capsys, code_) == f"{run / name}: error: cannot write: {os.strerror(code)}"
+    assert disk.failures >= 1
+    assert temporaries(run) == []
+    # the last checkpoint is epoch 1's, whole; metrics.jsonl was not left with a torn line
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert epochs_logged(run) in ([1], [1, 2])  # epoch 2's line, if written, is trimmed on resume
+
+    monkeypatch.undo()  # the disk has room again
+    assert train(net, folder, run, "--epochs", 2, "--resume") == 0
+    assert "epoch 2/2" in capsys.readouterr().out
+    assert epochs_logged(run) == [1, 2]
+    assert same_weights(weights(run / "checkpoint.pt"), weights(two / "checkpoint.pt"))
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] in (1, 2)
+    assert temporaries(run) == []
+
+
+def test_a_statistics_cache_that_cannot_be_written_is_a_warning_and_the_run_goes_on(
+        tmp_path, monkeypatch, capsys):
+    """The cache is tried in the data folder, then in the run folder; neither takes it."""
+    folder = make_folder(tmp_path / "data")
+    disk = FailingDisk(monkeypatch, ".netdsl-stats-*.tmp")
+    assert train(tiny_net(tmp_path), folder, tmp_path / "run", "--epochs", 1) == 0
+    err = capsys.readouterr().err.strip()
+    assert disk.failures == 2
+    assert err.count("\n") == 0 and err.startswith("warning: cannot cache the training set's statistics")
+    assert f"{folder}/.netdsl-stats-" in err and f"{tmp_path / 'run'}/.netdsl-stats-" in err
+    assert "No space left on device" in err and "the next run computes them again" in err
+    assert temporaries(folder, tmp_path / "run") == []
+    assert not list(folder.glob(".netdsl-stats-*")) and not list((tmp_path / "run").glob(".netdsl-stats-*"))
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs, mounted for the test (needs root)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all the room on `disk`, then cut back to leave `leave` bytes free."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(b"\0" * 4096)
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+                break
+    os.truncate(filler, filler.stat().st_size - leave)
+    return filler
+
+
+def test_a_checkpoint_on_a_full_tmpfs_fails_cleanly_and_resumes_once_there_is_room(reference, small_disk):
+    folder, one, two = reference
+    run = small_disk / "run"
+    shutil.copytree(one, run)
+    (run / "best.pt").unlink()  # a hard link in the run, as epoch 1 was the best: no room of its own
+    os.link(run / "checkpoint.pt", run / "best.pt")
+    net = tiny_net(small_disk.parent)
+    # room for the small files a resumed run rewrites one by one (a page each), not a checkpoint
+    filler = fill(small_disk, leave=2 * 4096)
+    argv = [sys.executable, "-m", "netdsl", "train", str(net), "--data", str(folder), "--out", str(run),
+            "--workers", "0", "--epochs", "2", "--resume"]
+    full = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
+    assert full.returncode == 2, full.stderr
+    assert full.stderr.strip() == f"{run / 'checkpoint.pt'}: error: cannot write: No space left on device"
+    assert temporaries(run) == []
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+    filler.unlink()
+    resumed = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert epochs_logged(run) == [1, 2]
+    assert same_weights(weights(run / "checkpoint.pt"), weights(two / "checkpoint.pt"))
