@@ -1,8 +1,10 @@
 """The seed networks give the papers' figures, through `netdsl compile --json`."""
 import json
+import math
 
 import pytest
 
+import netdsl
 from netdsl.cli import main
 
 
@@ -39,6 +41,8 @@ def test_alexnet_flops_count_each_multiply_add_twice(capsys):
     ("nets/euronet.net", 5_850_750),
     ("nets/mnist_scale_cnn.net", 147_524),
     ("nets/mnist_scale_si.net", 147_524),
+    ("nets/fashion_tiny.net", 83_466),       # the notebook prints its count: 83466
+    ("nets/fashion_tf.net", 3_274_634),      # 832 + 51,264 + 3,212,288 + 10,250, from convnet.py's layers
 ])
 def test_network_parameters(path, params, capsys):
     assert compile_json(path, capsys)["params"] == params
@@ -76,3 +80,23 @@ def test_si_variants_differ_only_in_their_conv_lines():
         assert len(a) == len(b)
         assert changed and all(x.split("#")[0].split() == ["type", "=", "conv"]
                                and y.split("#")[0].split() == ["type", "=", "siconv"] for x, y in changed)
+
+
+def _fan_in_out(layer) -> tuple[int, int]:
+    """The fans of a conv or fc as Keras and PyTorch count them (receptive field included)."""
+    field = layer.options["size"] ** 2 if layer.type == "conv" else 1
+    inputs = layer.in_shape.c if layer.type == "conv" else layer.in_shape.numel
+    outputs = layer.options["filters"] if layer.type == "conv" else layer.options["outputs"]
+    return inputs * field, outputs * field
+
+
+@pytest.mark.parametrize("path, bound", [
+    ("nets/fashion_tf.net", lambda fan_in, fan_out: math.sqrt(6 / (fan_in + fan_out))),  # Glorot uniform
+    ("nets/fashion_tiny.net", lambda fan_in, fan_out: 1 / math.sqrt(fan_in)),            # PyTorch's default
+])
+def test_fashion_networks_start_from_their_codes_init(path, bound):
+    net = netdsl.parse_file(path)
+    for layer in (layer for layer in net.layers if layer.params):
+        kind, low, high = layer.options["init"]
+        assert kind == "uniform" and layer.options["bias"] == 0, layer.name
+        assert high == -low == pytest.approx(bound(*_fan_in_out(layer)), rel=1e-4), layer.name
