@@ -185,7 +185,10 @@ def convert_lrn(g: Graph, layer: Layer, x: str) -> str:
     c, h, w = layer.in_shape
     if groups > 1:   # N x C x H x W -> N*G x C/G x H x W: each group's channels are contiguous
         x = g.node("Reshape", [x, g.constant("groups_shape", [-1, c // groups, h, w], np.int64)], "groups")
-    y = g.node("LRN", [x], "lrn", size=o["size"], alpha=o["alpha"] * o["size"], beta=o["beta"], bias=o["k"])
+    # A window of 2 C/G - 1 channels already covers the group's every channel from any of them;
+    # a wider one sums the same, and onnxruntime would pad each map by the full width.
+    size = min(o["size"], 2 * (c // groups) - 1)
+    y = g.node("LRN", [x], "lrn", size=size, alpha=o["alpha"] * size, beta=o["beta"], bias=o["k"])
     if groups > 1:
         y = g.node("Reshape", [y, g.constant("shape", [-1, c, h, w], np.int64)], "merged")
     return y

@@ -289,7 +289,7 @@ type = fc
 outputs = 8
 [l2]
 type = lrn
-size = 3
+size = 999999
 k = 1
 alpha = 0.01
 [d2]
@@ -302,7 +302,8 @@ type = sigmoid
 
 def test_every_layer_type_and_form_exports_exactly(tmp_path):
     """Pads, ceil rounding (avgpool's divisor too), group concatenation, grouped conv and fc, the
-    dropouts at test time, an LRN on an fc's output: the torch backend's numbers."""
+    dropouts at test time, an LRN on an fc's output, its window far wider than the group's 4
+    channels (exported as 7 wide, which covers them all): the torch backend's numbers."""
     model, proto = exported(EVERY_LAYER, tmp_path)
     onnx.checker.check_model(proto, full_check=True)
     x = images(2, 3, 13, 12)
@@ -313,6 +314,8 @@ def test_every_layer_type_and_form_exports_exactly(tmp_path):
         "Conv", "Tanh", "MaxPool", "Pad", "AveragePool", "Split", "Concat", "Sigmoid", "Relu",
         "Reshape", "LRN", "Resize", "Max", "Flatten", "Mul", "Gemm", "Unsqueeze"}
     assert proto.graph.output[0].name == "logits"
+    l2 = next(n for n in proto.graph.node if n.op_type == "LRN" and n.output[0].startswith("l2/"))
+    assert {a.name: helper.get_attribute_value(a) for a in l2.attribute}["size"] == 7
 
 
 # ---------------------------------------------------------------- refusals: one line, exit 2, no file
