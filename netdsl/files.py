@@ -13,7 +13,8 @@ NetError naming the file and the cause (`runs/x/checkpoint.pt: error: cannot wri
 left on device`), which `netdsl` prints as one line before it exits with status 2.
 
 A temporary file is `<name>.<pid>.tmp` beside its target: a process killed while writing one
-leaves it behind, and remove_stale_temporaries() clears such files from a run folder.
+leaves it behind, and remove_stale_temporaries() clears such files from a run folder (which
+only its lock holder writes, netdsl/runlock.py).
 """
 from __future__ import annotations
 

@@ -17,6 +17,10 @@ SIGKILL, resumes with --resume from the end of its last complete epoch and ends 
 weights as a run never stopped: checkpoints are replaced atomically, and data order and
 augmentation depend only on (seed, epoch, image).
 
+One run a folder: the run takes RUN/.lock (netdsl/runlock.py) before it reads or writes
+anything there and holds it to the end; a second `netdsl train` on the folder stops at once
+with the holder's pid and host.
+
 A file of the run that cannot be written (a full disk, a quota) stops the run with one line
 naming it and the cause, exit status 2, no temporary file left and the last checkpoint intact,
 to resume from once there is room (netdsl/files.py); the data statistics cache alone is only
@@ -47,6 +51,7 @@ draws what an uninterrupted one would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -61,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, data, distributed, files, synthetic
+from . import checkpoint, data, distributed, files, runlock, synthetic
 from .distributed import World
 from .errors import NetError
 from .argtypes import count, positive
@@ -178,13 +183,41 @@ def _trim_metrics(path: Path, last_epoch: int) -> None:
     files.replace(path, "".join(line + "\n" for line in lines))
 
 
+def _nothing_to_resume(run_dir: Path) -> NetError:
+    return NetError("nothing to resume: no checkpoint.pt (run without --resume to start)", str(run_dir))
+
+
+def _lock_run_folder(run_dir: Path, resume: bool) -> runlock.RunLock:
+    """The run folder, made if need be (not for --resume, which needs it to exist), locked for
+    this process: the lock comes before anything in the folder is read or written."""
+    if resume and not run_dir.is_dir():
+        raise _nothing_to_resume(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
+    return runlock.acquire(run_dir)
+
+
+@contextlib.contextmanager
+def _holding_run_folder(run_dir: Path, resume: bool, world: World):
+    """The run folder locked for as long as the block runs, by rank 0 alone (the one process
+    that writes it); the NetError of a folder another run holds reaches every process."""
+    held = []
+    world.from_main(lambda: held.append(_lock_run_folder(run_dir, resume)))  # the lock stays here
+    try:
+        yield
+    finally:
+        for lock in held:
+            lock.release()
+
+
 def _open_run(run_dir: Path, resume: bool) -> dict | None:
     """The checkpoint to resume from, or None for a fresh run; NetError where that is wrong."""
     latest = run_dir / "checkpoint.pt"
     if resume:
         if not latest.exists():
-            raise NetError("nothing to resume: no checkpoint.pt (run without --resume to start)",
-                           str(run_dir))
+            raise _nothing_to_resume(run_dir)
         return checkpoint.load(latest)
     if latest.exists():
         raise NetError("already holds a run; pass --resume to continue it or --out to start "
@@ -220,14 +253,6 @@ def _listing(*folders: data.Folder) -> str:
     names = [[os.path.relpath(path, folder.root), label] for folder in folders
              for path, label in folder.samples]
     return hashlib.sha256(json.dumps(names).encode()).hexdigest()
-
-
-def _make_run_dir(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
-    checkpoint.remove_stale_tmp(run_dir)
 
 
 def _check_classes(args, net, train, state) -> None:
@@ -419,7 +444,7 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     _check_classes(args, net, train, state)
     world.check_same(lambda: _listing(train, val), "the processes see different train/ or val/ "
                      "files; every machine needs the same data directory")
-    world.from_main(lambda: _make_run_dir(run_dir))
+    world.from_main(lambda: checkpoint.remove_stale_tmp(run_dir))  # the folder is ours: locked
     problems = data.ProblemLog()
     stats = data.load_stats(train, recipe, [data_dir, run_dir], workers, problems, world)
     problems.take()  # the images skipped there are counted again in each epoch that skips them
@@ -442,14 +467,19 @@ def _train(args) -> int:
         return _train_in(args, net, world, default_devices(devices))
 
 
+def _train_in(args, net, world: World, devices) -> int:
+    """The run, in one of the world's processes, the run folder locked for all of it."""
+    run_dir = Path(args.out or Path("runs") / net.name)
+    with _holding_run_folder(run_dir, args.resume, world):
+        return _train_locked(args, net, world, devices, run_dir)
+
+
 def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
     trainer.save(epoch, record)
     print(_epoch_line(record, trainer.config.epochs), flush=True)
 
 
-def _train_in(args, net, world: World, devices) -> int:
-    """The run, in one of the world's processes."""
-    run_dir = Path(args.out or Path("runs") / net.name)
+def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
     # rank 0 alone reads and writes the folder; from_main hands its NetError (a full disk)
     # to every process, so none waits for it forever
     state = world.from_main(lambda: _open_run(run_dir, args.resume))

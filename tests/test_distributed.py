@@ -101,7 +101,8 @@ def test_rank_0_alone_writes_one_metrics_line_an_epoch_and_prints(runs):
     assert found["resumed"].stdout.count("epoch 2/2: train loss") == 1
     assert "epoch 1/" not in found["resumed"].stdout  # resumed, not started again
     assert sorted(p.name for p in (root / "two").iterdir()) == [
-        "best.pt", "checkpoint.pt", "metrics.jsonl", "tiny.net", "tiny.py"]
+        ".lock", "best.pt", "checkpoint.pt", "metrics.jsonl", "tiny.net", "tiny.py"]
+    assert (root / "two" / ".lock").read_text().split()[1] == socket.gethostname()  # rank 0's lock
 
 
 def test_an_epoch_equals_one_process_with_the_same_global_batch(runs):

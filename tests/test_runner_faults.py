@@ -1,4 +1,4 @@
-"""Faults for `netdsl train`: a disk that fills.
+"""Faults and hostile input for `netdsl train`: a disk that fills, two runs on one folder.
 
     pytest tests/test_runner_faults.py
 
@@ -7,6 +7,9 @@ chosen name fail as a full disk does (the first write writes half of its bytes, 
 one raises ENOSPC or EDQUOT), or fail at fsync. Every file a run writes goes through those
 calls (netdsl/files.py), so each kind of file is tried. One test fills a real 600 KiB tmpfs
 instead; it needs root to mount one and is skipped, saying why, where that is impossible.
+
+The two-runs tests start real processes (`python -m netdsl train`), as tests/test_runner_kill.py
+does, on its slow images so that a run lasts a few seconds.
 """
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ import fnmatch
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,7 +30,7 @@ import torch
 
 from netdsl import cli
 from test_data import make_folder, tiny_net
-from test_runner_kill import _env
+from test_runner_kill import _env, _slow_folder
 
 
 def train(net, folder, out, *flags) -> int:
@@ -249,3 +255,60 @@ def test_a_checkpoint_on_a_full_tmpfs_fails_cleanly_and_resumes_once_there_is_ro
     assert resumed.returncode == 0, resumed.stderr
     assert epochs_logged(run) == [1, 2]
     assert same_weights(weights(run / "checkpoint.pt"), weights(two / "checkpoint.pt"))
+
+
+# ---------------------------------------------------------------- one run a folder
+
+HOLDER = textwrap.dedent("""
+    import os, sys, time
+    from netdsl import runlock
+    lock = runlock.acquire(sys.argv[1])
+    child = os.fork()          # as a DataLoader worker is forked: it must not keep the lock
+    if child == 0:
+        time.sleep(300)
+        os._exit(0)
+    print(os.getpid(), child, flush=True)
+    time.sleep(300)
+""")
+
+
+def test_a_folder_another_run_holds_is_refused_naming_it_and_its_lock_dies_with_it(
+        reference, tmp_path, capsys):
+    folder, net, run = after_one_epoch(reference, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], env=_env(),
+                              stdout=subprocess.PIPE, text=True)
+    pid, child = map(int, holder.stdout.readline().split())
+    try:
+        before = snapshot(run)
+        err = one_line(capsys, train(net, folder, run, "--epochs", 2, "--resume"))
+        assert err == (f"{run}: error: another netdsl train (pid {pid} on {socket.gethostname()}) is "
+                       "using this run folder; wait for it to end, or pass --out to start another run")
+        assert snapshot(run) == before  # it wrote nothing
+        # killed without a chance to clean up; its forked child lives on
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert train(net, folder, run, "--epochs", 2, "--resume") == 0
+        assert epochs_logged(run) == [1, 2]
+    finally:
+        holder.kill()
+        with_pid_gone = subprocess.run(["kill", "-9", str(child)], capture_output=True)
+        assert with_pid_gone.returncode in (0, 1)
+
+
+def test_two_runs_started_at_once_on_one_folder_one_trains_the_other_exits_2(tmp_path):
+    folder = _slow_folder(tmp_path / "data")
+    net = tiny_net(tmp_path)
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "netdsl", "train", str(net), "--data", str(folder), "--out", str(run),
+            "--workers", "0", "--epochs", "3"]
+    processes = [subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    outcomes = [(p, *p.communicate(timeout=300)) for p in processes]
+    assert sorted(p.returncode for p, _, _ in outcomes) == [0, 2], outcomes
+    (winner, out, _), = [o for o in outcomes if o[0].returncode == 0]
+    (_, _, err), = [o for o in outcomes if o[0].returncode == 2]
+    assert err.strip() == (f"{run}: error: another netdsl train (pid {winner.pid} on "
+                           f"{socket.gethostname()}) is using this run folder; wait for it to end, "
+                           "or pass --out to start another run")
+    assert epochs_logged(run) == [1, 2, 3]
+    assert [out.count(f"epoch {e}/3: train loss") for e in (1, 2, 3)] == [1, 1, 1]
