@@ -77,18 +77,24 @@ def network_diff(a: Net, b: Net) -> list[str]:
     return lines
 
 
-def recipe_diff(a: Net, b: Net) -> list[str]:
-    """How the training recipes differ: [train] keys, then the multipliers of layers in both."""
+def recipe_changes(a: Net, b: Net) -> list[tuple[str, str]]:
+    """How the training recipes differ, as (key, line) pairs: the [train] key or the multiplier
+    (`lr_mult`, `decay_mult`) each `recipe:` line of recipe_diff is about."""
     keys_a, keys_b = a.train.written(), b.train.written()
     order = [f.name for f in fields(TrainConfig)]
     keys = sorted(set(keys_a) | set(keys_b), key=order.index)
-    lines = [f"recipe: {change}" for change in _key_changes(keys_a, keys_b, keys)]
+    changes = [(key, f"recipe: {change}") for key in keys for change in _key_changes(keys_a, keys_b, [key])]
     names_a = {layer.name: layer for layer in a.layers}
     for layer in b.layers:
         if layer.name in names_a:
-            lines += [f"recipe: {layer.name} {change}"
-                      for change in _key_changes(names_a[layer.name].options, layer.options, RECIPE_KEYS)]
-    return lines
+            changes += [(key, f"recipe: {layer.name} {change}") for key in RECIPE_KEYS
+                        for change in _key_changes(names_a[layer.name].options, layer.options, [key])]
+    return changes
+
+
+def recipe_diff(a: Net, b: Net) -> list[str]:
+    """How the training recipes differ: [train] keys, then the multipliers of layers in both."""
+    return [line for _, line in recipe_changes(a, b)]
 
 
 def diff(a: Net, b: Net) -> list[str]:

@@ -26,6 +26,12 @@ naming it and the cause, exit status 2, no temporary file left and the last chec
 to resume from once there is room (netdsl/files.py); the data statistics cache alone is only
 warned about (netdsl/data.py).
 
+--resume first checks the file against the network the checkpoint was trained on (its stored
+text, checked as the file is): other layers stop it with `netdsl diff`'s summary, before
+anything is loaded or written; comments and layout do not count; a changed recipe is printed,
+one line a change, each [train] key the resumed run does not follow marked (the optimizer's
+settings and the schedule continue from the checkpoint).
+
 The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
 for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
 epoch; `multistep(E1, E2, ...)` multiplies it by `gamma` after each epoch listed, so epoch
@@ -66,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, data, distributed, files, runlock, synthetic
+from . import checkpoint, data, distributed, files, netdiff, runlock, synthetic
 from .distributed import World
 from .errors import NetError
 from .argtypes import count, positive
@@ -223,6 +229,63 @@ def _open_run(run_dir: Path, resume: bool) -> dict | None:
         raise NetError("already holds a run; pass --resume to continue it or --out to start "
                        "another", str(run_dir))
     return None
+
+
+# The [train] keys a resumed run takes from its checkpoint, whatever the file says (restore()).
+CONTINUED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "gamma", "patience",
+                       "lr_mult", "decay_mult")
+
+
+def _trained_net(state: dict, latest: Path):
+    """The network the run was trained on, read from the checkpoint's copy of its text by this
+    version of netdsl, so that both sides of a comparison get the same defaults; None where the
+    text is missing or no longer parses."""
+    import netdsl
+
+    text = state.get("net_text")
+    if not isinstance(text, str):
+        return None
+    try:
+        return netdsl.parse_string(text, f"{latest} (its .net text)")
+    except NetError:
+        return None
+
+
+def _recipe_note(key: str) -> str:
+    if key not in CONTINUED_ON_RESUME:
+        return ""
+    if key == "lr":
+        return " (not followed: a resumed run keeps its checkpoint's lr; --lr sets it)"
+    return f" (not followed: a resumed run keeps its checkpoint's {key})"
+
+
+def _check_resumed_net(net, state: dict, run_dir: Path) -> list[str]:
+    """--resume's check of the file against the network the run was trained on, before anything
+    is loaded into a model or written: NetError with `netdsl diff`'s summary where the layers
+    differ (as checked, so comments and layout do not count); else a line for each change of
+    the recipe, saying which ones the resumed run does not follow."""
+    if state.get("net_text") == net.text:
+        return []
+    latest = run_dir / "checkpoint.pt"
+    trained = _trained_net(state, latest)
+    if trained is None:  # loading the weights still refuses a network of other shapes
+        print(f"warning: {latest}: cannot compare {net.path} with the network the run was trained "
+              "on: the checkpoint's copy of its text is missing or no longer parses", file=sys.stderr)
+        return []
+    changed = netdiff.network_diff(trained, net)
+    if changed:
+        raise NetError(f"is not the network {run_dir} was trained on, so it cannot resume it: "
+                       + "; ".join(changed) + "; pass --out to train it as a new run", net.path)
+    return [f"{run_dir}: {line}{_recipe_note(key)}" for key, line in netdiff.recipe_changes(trained, net)]
+
+
+def _resume_state(run_dir: Path, resume: bool, net) -> dict | None:
+    """_open_run's checkpoint, the network checked against it and its recipe changes printed."""
+    state = _open_run(run_dir, resume)
+    if state is not None:
+        for line in _check_resumed_net(net, state, run_dir):
+            print(line)
+    return state
 
 
 def _flags(args, net) -> dict:
@@ -480,11 +543,9 @@ def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
 
 
 def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
-    # rank 0 alone reads and writes the folder; from_main hands its NetError (a full disk)
-    # to every process, so none waits for it forever
-    state = world.from_main(lambda: _open_run(run_dir, args.resume))
-    if world.main and state is not None and state["net_text"] != net.text:
-        print(f"warning: {args.net} differs from the text {run_dir} was trained from", file=sys.stderr)
+    # rank 0 alone reads, checks and writes the folder; from_main hands its NetError (a full
+    # disk, a network that is not the run's) to every process, so none waits for it forever
+    state = world.from_main(lambda: _resume_state(run_dir, args.resume, net))
     workers = default_workers() if args.workers is None else args.workers
     trainer = _setup(args, net, run_dir, state, workers, world, devices)
     first = trainer.restore(state, args.lr) if state is not None else 1

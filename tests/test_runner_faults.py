@@ -1,4 +1,5 @@
-"""Faults and hostile input for `netdsl train`: a disk that fills, two runs on one folder.
+"""Faults and hostile input for `netdsl train`: a disk that fills, two runs on one folder, a
+resume of a network that is not the run's.
 
     pytest tests/test_runner_faults.py
 
@@ -17,6 +18,7 @@ import errno
 import fnmatch
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -312,3 +314,52 @@ def test_two_runs_started_at_once_on_one_folder_one_trains_the_other_exits_2(tmp
                            "or pass --out to start another run")
     assert epochs_logged(run) == [1, 2, 3]
     assert [out.count(f"epoch {e}/3: train loss") for e in (1, 2, 3)] == [1, 1, 1]
+
+
+# ---------------------------------------------------------------- --resume checks the network
+
+def test_resuming_another_network_is_refused_with_the_diff_before_anything_is_written(
+        reference, tmp_path, capsys):
+    folder, net, run = after_one_epoch(reference, tmp_path)
+    net.write_text(net.read_text().replace("filters = 4", "filters = 6"))
+    before = snapshot(run, but=[".lock"])  # the lock is taken first: it comes before the check
+    err = one_line(capsys, train(net, folder, run, "--epochs", 2, "--resume"))
+    assert err.startswith(f"{net}: error: is not the network {run} was trained on, so it cannot resume it: ")
+    assert "~ [conv1] filters 4 -> 6; output 4x5x5 -> 6x5x5; params +56" in err
+    assert err.endswith("; pass --out to train it as a new run")
+    assert "size mismatch" not in err
+    assert snapshot(run, but=[".lock"]) == before
+
+
+def test_a_resume_after_only_comments_and_layout_changed_is_silent(reference, tmp_path, capsys):
+    folder, net, run = after_one_epoch(reference, tmp_path)
+    text = net.read_text()
+    relaid = "# the same network, written out again\n\n" + "\n".join(
+        re.sub(r"\s*=\s*", "\t=   ", line) + ("   # four filters" if "filters" in line else "")
+        for line in text.splitlines()) + "\n\n"
+    assert relaid != text
+    net.write_text(relaid)
+    capsys.readouterr()
+    assert train(net, folder, run, "--epochs", 2, "--resume") == 0
+    printed = capsys.readouterr()
+    assert printed.err == ""
+    assert "recipe" not in printed.out and "epoch 2/2: train loss" in printed.out
+    assert same_weights(weights(run / "checkpoint.pt"), weights(reference[2] / "checkpoint.pt"))
+
+
+def test_a_resume_after_a_recipe_change_goes_on_and_prints_each_change(reference, tmp_path, capsys):
+    folder, net, run = after_one_epoch(reference, tmp_path)
+    net.write_text(net.read_text().replace("epochs = 3", "epochs = 2").replace("lr = 0.0005", "lr = 0.001"))
+    capsys.readouterr()
+    assert train(net, folder, run, "--resume") == 0
+    printed = capsys.readouterr()
+    assert printed.err == ""
+    lines = [line for line in printed.out.splitlines() if "recipe:" in line]
+    assert lines == [
+        f"{run}: recipe: epochs 3 -> 2",
+        f"{run}: recipe: lr 0.0005 -> 0.001 (not followed: a resumed run keeps its checkpoint's lr; "
+        "--lr sets it)",
+    ]
+    assert epochs_logged(run) == [1, 2]  # the file's new epochs: 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[1]["lr"] == pytest.approx(0.0005 * 0.5)  # the checkpoint's lr after step(0.5)
