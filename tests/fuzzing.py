@@ -10,8 +10,9 @@ tests/test_fuzz.py runs a fixed few hundred mutants with the test suite
 (`python bench/fuzz.py --mutants 100000 --seed 1 --json out.json`).
 
 A mutant is a seed (a network of nets/ or a broken file of tests/broken/) with one to three
-mutations: a line deleted, duplicated or swapped with another, a byte's bit flipped, or a
-token inserted or a value replaced from the hostile dictionary below (numbers too large for
+mutations: a line deleted, duplicated or swapped with another, a byte's bit flipped, a section
+of another network spliced in, an entry added, or a token inserted or a value replaced from
+the dictionaries below: the language's own words, and hostile values (numbers too large for
 any type, calls and brackets thousands deep, long lists, NUL bytes and invalid UTF-8, names
 that Python or the generated module already use, very long names, huge shapes, CRLF, CR and
 byte-order marks in odd places).
@@ -145,7 +146,7 @@ class Mutator:
             "swap lines": self.swap_lines, "flip bit": self.flip_bit,
             "insert token": self.insert_token, "replace value": self.replace_value,
             "rename section": self.rename_section, "line endings": self.line_endings,
-            "add entry": self.add_entry,
+            "add entry": self.add_entry, "splice section": self.splice_section,
         }
 
     def mutants(self, count: int) -> Iterator[Mutant]:
@@ -211,6 +212,18 @@ class Mutator:
         i, key, token = self.rng.randrange(len(lines) + 1), self.rng.choice(self.words), self._token()
         line = key.encode() + b" = " + _encode(token, self.rng) + b"\n"
         return b"".join(lines[:i] + [line] + lines[i:]), f"line {i + 1}: {key} = {_short(token)}"
+
+    def splice_section(self, data: bytes) -> tuple[bytes, str]:
+        """A section of another seed network, its `[name]` line to the next one's, put in after a line."""
+        donor = self.rng.choice(self.networks)
+        lines = _lines(self.seeds[donor])
+        starts = [i for i, line in enumerate(lines) if line.startswith(b"[")]
+        first = self.rng.choice(starts)
+        end = next((i for i in starts if i > first), len(lines))
+        into = _lines(data)
+        at = self.rng.randrange(len(into) + 1)
+        spliced = into[:at] + [b"\n"] + lines[first:end] + into[at:]
+        return b"".join(spliced), f"{donor} lines {first + 1}-{end} at line {at + 1}"
 
     def rename_section(self, data: bytes) -> tuple[bytes, str]:
         """One `[name]` renamed to a dictionary token, or an `input = name` pointed at it."""

@@ -17,7 +17,7 @@ import netdsl
 from fuzzing import MUTANT_SECONDS, Budget, Mutator, load_seeds, plan, try_mutant, warm_up
 
 SEED = 20260601
-MUTANTS = 1200
+MUTANTS = 2000
 
 
 @pytest.fixture(scope="module")
