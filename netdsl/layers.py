@@ -113,7 +113,7 @@ class Data(LayerType):
 WEIGHT_KEYS = {
     "connect": Key(v.choice("all", "group"), "all", "`group`: each group reads only its own chunk"),
     "neuron": Key(v.neuron, "none", "applied to the output"),
-    "bias": Key(v.number(), 0.0, "the initial bias"),
+    "bias": Key(v.float32(v.number(), "a weight"), 0.0, "the initial bias"),
     "init": Key(v.init, ("normal", 0.0, 0.01), "initial weights: normal(mean, std) or uniform(low, high)"),
     "lr_mult": Key(v.multipliers, (1.0, 1.0), "multipliers of the learning rate for the weights and the bias"),
     "decay_mult": Key(v.multipliers, (1.0, 0.0), "multipliers of the weight decay for the weights and the bias"),
@@ -216,9 +216,9 @@ class LRN(LayerType):
         return super().helpers(layer, net, backend) if backend == "triton" else ("torch/lrn.py.j2",)
     keys = {
         "size": Key(v.integer(1), 5, "n: channels in the window, odd, centred on each channel"),
-        "k": Key(v.number(), 2.0),
-        "alpha": Key(v.number(0), 1e-4, "not divided by size"),
-        "beta": Key(v.number(0), 0.75),
+        "k": Key(v.float32(v.number(), "a constant of float32 arithmetic"), 2.0),
+        "alpha": Key(v.float32(v.number(0), "a constant of float32 arithmetic"), 1e-4, "not divided by size"),
+        "beta": Key(v.float32(v.number(0), "a constant of float32 arithmetic"), 0.75),
     }
 
     def output(self, o, inp, groups, split):

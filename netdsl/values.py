@@ -19,6 +19,9 @@ REQUIRED = object()
 # than 50 times the largest layer of the seed networks, and the reach of the 32-bit indices
 # of the generated Triton kernels.
 SIZE_LIMIT = 2**31 - 1
+# The largest float32. Weights, and the constants of arithmetic on the float32 maps, must fit
+# it: PyTorch refuses to fill a float32 tensor with more (bias = 1e308 stopped build()).
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,17 @@ def number(low: float = -math.inf, high: float = math.inf, *, above: bool = Fals
     return read
 
 
+def _fits_float32(value: Value, x: float, what: str) -> float:
+    if abs(x) > FLOAT32_MAX:
+        fail(value, f"{value} does not fit a float32, as {what} must (at most {FLOAT32_MAX:.8g} in size)")
+    return x
+
+
+def float32(read: Callable[[Value], float], what: str) -> Callable[[Value], float]:
+    """`read`, and the number must fit a float32: a weight, or a constant of float32 arithmetic."""
+    return lambda value: _fits_float32(value, read(value), what)
+
+
 def choice(*names: str) -> Callable[[Value], str]:
     def read(value: Value) -> str:
         if value.kind != "name" or value.data not in names:
@@ -111,10 +125,14 @@ def init(value: Value) -> tuple[str, float, float]:
     name, args = _call(value, ("normal", "uniform"))
     if len(args) != 2:
         fail(value, f"`{name}` takes two numbers, got {len(args)}")
+    for arg, x in zip(value.data[1], args):
+        _fits_float32(arg, x, f"the numbers of `{name}(...)`")
     if name == "normal" and args[1] <= 0:
         fail(value, "the standard deviation of `normal(mean, std)` must be above 0")
     if name == "uniform" and args[0] >= args[1]:
         fail(value, "`uniform(low, high)` needs low < high")
+    if name == "uniform" and args[1] - args[0] > FLOAT32_MAX:
+        fail(value, f"`uniform(low, high)` needs high - low to fit a float32 (at most {FLOAT32_MAX:.8g})")
     return name, args[0], args[1]
 
 

@@ -17,6 +17,7 @@ BROKEN = Path(__file__).parent / "broken"
 EXPECTED = {  # file: (line, col, phrase)
     "bad_init_std": (22, 11, "standard deviation"),
     "bad_scales": (10, 11, "above 0, got 0"),
+    "bias_beyond_float32": (12, 11, "1e+308 does not fit a float32, as a weight must (at most 3.4028235e+38 in size)"),
     "binary_file": (1, 1, "binary file"),
     "concat_sizes_differ": (22, 1, "differ in height or width"),
     "count_beyond_limit": (9, 11, "99999999999 exceeds the limit of 2,147,483,647 (2**31 - 1) for a count or size"),
@@ -52,6 +53,7 @@ EXPECTED = {  # file: (line, col, phrase)
     "lr_mult_negative": (13, 14, "expected a number at least 0, got -1"),
     "lr_mult_on_maxpool": (18, 1, "`lr_mult` is a key of layers with weights (conv, siconv, fc); a `maxpool` layer has none"),
     "lr_mult_three_values": (13, 11, "expected two numbers `W, B`"),
+    "lrn_alpha_beyond_float32": (15, 9, "1e+39 does not fit a float32, as a constant of float32 arithmetic must"),
     "lrn_even_size": (16, 1, "`size` must be odd"),
     "missing_required_key": (8, 1, "needs the key `filters`"),
     "missing_type": (14, 1, "needs `type = ...`"),
@@ -85,6 +87,7 @@ EXPECTED = {  # file: (line, col, phrase)
     "train_scale_negative": (27, 9, "above 0, got -0.5"),
     "train_scale_zero": (27, 9, "above 0, got 0"),
     "train_unknown_key": (27, 1, "unknown key `learning_rate` for `train`"),
+    "uniform_beyond_float32": (12, 11, "`uniform(low, high)` needs high - low to fit a float32"),
     "unknown_input": (15, 10, "unknown input `conv9` (did you mean `conv1`?)"),
     "unknown_key": (10, 1, "unknown key `filtres` for this layer type (did you mean `filters`?)"),
     "unknown_type": (9, 11, "unknown layer type `convv` (did you mean `conv`?)"),
