@@ -226,7 +226,7 @@ class Mutator:
         return b"".join(spliced), f"{donor} lines {first + 1}-{end} at line {at + 1}"
 
     def rename_section(self, data: bytes) -> tuple[bytes, str]:
-        """One `[name]` renamed to a dictionary token, or an `input = name` pointed at it."""
+        """One `[name]` line renamed to a dictionary token."""
         lines = _lines(data)
         sections = [i for i, line in enumerate(lines) if line.lstrip().startswith(b"[")]
         if not sections:
