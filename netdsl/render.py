@@ -5,7 +5,10 @@
 Each layer type's template (codegen_templates/layers/<type>.py.j2) provides the macros
 `init` (its line in __init__), `forward` (the expression computing it) and `weights` (its
 initialisation in build()). Module-level helpers a type needs (the torch LRN, the Triton
-kernels) are templates named by the layer type in layers.py, rendered once per network.
+kernels) are templates named by the layer type in layers.py, rendered once per network; a
+helper template may also define a macro `bind(layer, net)`, the layer's module-level line
+binding its constants to the helper (`lrn_rnorm1 = functools.partial(...)`), placed after
+all the helpers in the network's order.
 """
 from __future__ import annotations
 
@@ -109,16 +112,20 @@ def _forward_lines(net: Net, backend: str) -> list[tuple[str, str]]:
     return lines
 
 
-def _helpers(net: Net, backend: str) -> list[str]:
-    """Module-level code the layers need, each helper template rendered once."""
+def _helpers(net: Net, backend: str) -> tuple[list[str], list[str]]:
+    """Module-level code the layers need, each helper template rendered once, and the layers' lines
+    binding their constants to the helpers, in the network's order."""
     names: dict[str, list[Layer]] = {}
     for layer in net.layers:
         for name in REGISTRY[layer.type].helpers(layer, net, backend):
             names.setdefault(name, []).append(layer)
     if any(len(layer.inputs) > 1 for layer in net.layers) and net.groups > 1:
         names.setdefault("torch/group_cat.py.j2", [])
-    return [environment().get_template(name).render(net=net, layers=layers, backend=backend).strip()
-            for name, layers in names.items()]
+    modules = {name: environment().get_template(name).make_module(dict(net=net, layers=layers, backend=backend))
+               for name, layers in names.items()}
+    bindings = [str(modules[name].bind(layer, net)).strip() for layer in net.layers
+                for name in REGISTRY[layer.type].helpers(layer, net, backend) if hasattr(modules[name], "bind")]
+    return [str(module).strip() for module in modules.values()], bindings
 
 
 def _module_names(source: str) -> Counter:
@@ -162,8 +169,9 @@ def render(net: Net, backend: str = "torch") -> str:
         raise NetError(f"unknown backend `{backend}`; expected one of {', '.join(BACKENDS)}")
     forward = _forward_lines(net, backend)
     width = max(len(code) for code, _ in forward)
+    helpers, bindings = _helpers(net, backend)
     source = environment().get_template("module.py.j2").render(
-        net=net, backend=backend, helpers=_helpers(net, backend),
+        net=net, backend=backend, helpers=helpers, bindings=bindings,
         init_lines=[line for layer in net.layers
                     for line in str(layer_macros(layer.type).init(layer, net)).strip().splitlines()],
         weight_lines=[line for layer in net.layers

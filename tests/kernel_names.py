@@ -3,7 +3,8 @@ from netdsl.ir import Net
 from netdsl.layers import REGISTRY
 
 
-def expected_kernels(net: Net) -> set[str]:
-    """A forward and a backward kernel per layer whose type has kernel templates: lrn_rnorm1_forward_kernel, ..."""
-    return {f"{template}_{layer.name}_{step}_kernel" for layer in net.layers
+def expected_kernels(net: Net) -> set[tuple[str, str]]:
+    """(layer, kernel) for the forward and the backward kernel of each layer whose type has kernel templates:
+    ("rnorm1", "lrn_forward_kernel"), ... The kernels are one per operation, shared by its layers."""
+    return {(layer.name, f"{template}_{step}_kernel") for layer in net.layers
             for template in REGISTRY[layer.type].kernels for step in ("forward", "backward")}

@@ -67,9 +67,9 @@ def edge_cases(tmp_path_factory):
 
 
 def assert_compiled_cleanly(net, kernels):
-    assert {k["kernel"] for k in kernels} == expected_kernels(net), "every kernel launched was compiled"
+    assert {(k["layer"], k["kernel"]) for k in kernels} == expected_kernels(net), "every kernel launched was compiled"
     for k in kernels:
-        name = k["kernel"]
+        name = f"{k['layer']} {k['kernel']}"
         assert k["target"] == "sm_90a", name
         assert all(0 < n <= limit for n, limit in zip(k["grid"], GRID_LIMITS)), f"{name} grid {k['grid']}"
         assert not k["libdevice"], f"{name} calls libdevice"

@@ -12,9 +12,11 @@ H200 (sm_90), with no GPU and no CUDA driver:
 1. load the generated module with real @triton.jit kernels;
 2. build the model on the meta device (no memory, no arithmetic) and run a forward and a backward at
    full batch size with every kernel swapped for a recorder, which keeps each launch's grid, arguments
-   and options instead of running it;
-3. compile each recorded launch as Triton's launcher would: the same argument types, 16-byte-aligned
-   pointers (as PyTorch allocates them), integers divisible by 16 marked so, the same num_warps and
+   and options instead of running it, and the layer it ran for (the kernels are one per operation, so
+   each layer's function, `lrn_rnorm1`, ..., is watched to say which layer's forward or backward runs);
+3. compile each recorded launch as Triton's launcher would: the same argument types (a tuple of
+   tensors as a tuple of pointers), 16-byte-aligned pointers (as PyTorch allocates them), integers
+   divisible by 16 marked so, the layer's tl.constexpr arguments, the same num_warps and
    enable_fp_fusion;
 4. read the cubin's resource use with cuobjdump (shipped with Triton): registers a thread, and the
    local memory and stack that register spills would need.
@@ -36,6 +38,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import triton
@@ -45,6 +48,7 @@ from triton.runtime.jit import JITFunction
 
 import netdsl
 from netdsl.ir import Net
+from netdsl.layers import REGISTRY
 from netdsl.load import load_source
 
 HOPPER = GPUTarget("cuda", 90, 32)  # H100 and H200: compute capability 9.0, 32-thread warps
@@ -56,11 +60,20 @@ ALIGNED = [["tt.divisibility", 16]]  # what Triton's launcher marks on a pointer
 
 @dataclass(frozen=True)
 class Launch:
-    """One kernel launch as the generated code made it."""
+    """One kernel launch as the generated code made it, for `layer`."""
+    layer: str
     kernel: JITFunction
     grid: tuple[int, ...]
     args: tuple
-    options: dict
+    kwargs: dict   # the kernel's tl.constexpr arguments and the launch's options (num_warps, ...)
+
+    @property
+    def constexprs(self) -> dict:
+        return {name: value for name, value in self.kwargs.items() if name in self.kernel.arg_names}
+
+    @property
+    def options(self) -> dict:
+        return {name: value for name, value in self.kwargs.items() if name not in self.kernel.arg_names}
 
     @property
     def name(self) -> str:
@@ -84,15 +97,27 @@ def launches(net: Net, batch: int, dtype: torch.dtype = torch.float32) -> list[L
     module = load_source(netdsl.generate_source(net, backend="triton"), net.name)
     kernels = {name: value for name, value in vars(module).items() if isinstance(value, JITFunction)}
     recorded: list[Launch] = []
+    running = [""]  # the layer whose kernels launch now
 
     class Recorder:
         def __init__(self, kernel):
             self.kernel = kernel
 
         def __getitem__(self, grid):
-            return lambda *args, **options: recorded.append(Launch(self.kernel, tuple(grid), args, options))
+            return lambda *args, **kwargs: recorded.append(Launch(running[0], self.kernel, tuple(grid), args, kwargs))
+
+    def watched(layer: str, function):
+        """The layer's function, noting the layer while its forward runs and when autograd starts its backward."""
+        def run(*args):
+            running[0] = layer
+            out = function(*args)
+            out.grad_fn.register_prehook(lambda grad_outputs: running.__setitem__(0, layer))
+            return out
+        return run
 
     vars(module).update({name: Recorder(kernel) for name, kernel in kernels.items()})
+    vars(module).update({f"{template}_{layer.name}": watched(layer.name, vars(module)[f"{template}_{layer.name}"])
+                         for layer in net.layers for template in REGISTRY[layer.type].kernels})
     try:
         with torch.device("meta"):
             model = module.build().train().to(dtype)
@@ -104,25 +129,37 @@ def launches(net: Net, batch: int, dtype: torch.dtype = torch.float32) -> list[L
     return recorded
 
 
-def signature(launch: Launch) -> tuple[dict[str, str], dict[tuple[int], list]]:
-    """The argument types and alignment attributes Triton's launcher would give these arguments."""
+def signature(launch: Launch) -> tuple[dict[str, str | tuple], dict[str, Any], dict[tuple[int, ...], list]]:
+    """The argument types, tl.constexpr values and alignment attributes Triton's launcher would give
+    these arguments (an attribute's key is the argument's path: (index,), or (index, i) in a tuple)."""
     types, attributes = {}, {}
-    for index, (name, value) in enumerate(zip(launch.kernel.arg_names, launch.args)):
+
+    def argument_type(name: str, path: tuple[int, ...], value) -> str | tuple:
+        if isinstance(value, tuple):
+            return tuple(argument_type(name, (*path, i), item) for i, item in enumerate(value))
         if isinstance(value, torch.Tensor):
-            types[name] = POINTER_TYPES[value.dtype]
-            attributes[(index,)] = ALIGNED
+            attributes[path] = ALIGNED
+            return POINTER_TYPES[value.dtype]
+        assert isinstance(value, int) and -2**31 <= value < 2**31, f"{launch.name}: argument {name} = {value!r}"
+        if value % 16 == 0:
+            attributes[path] = ALIGNED
+        return "i32"
+
+    constexprs = launch.constexprs
+    for index, param in enumerate(launch.kernel.params):
+        if param.is_constexpr:
+            assert param.name in constexprs, f"{launch.name}: no value for tl.constexpr {param.name}"
+            types[param.name] = "constexpr"
         else:
-            assert isinstance(value, int) and -2**31 <= value < 2**31, f"{launch.name}: argument {name} = {value!r}"
-            types[name] = "i32"
-            if value % 16 == 0:
-                attributes[(index,)] = ALIGNED
-    return types, attributes
+            types[param.name] = argument_type(param.name, (index,), launch.args[index])
+    return types, constexprs, attributes
 
 
 def compile_launch(launch: Launch, target: GPUTarget = HOPPER) -> Compiled:
     """The launch compiled to a cubin for `target`, with the cubin's resource use."""
-    types, attributes = signature(launch)
-    kernel = triton.compile(ASTSource(launch.kernel, types, {}, attributes), target=target, options=dict(launch.options))
+    types, constexprs, attributes = signature(launch)
+    kernel = triton.compile(ASTSource(launch.kernel, types, constexprs, attributes), target=target,
+                            options=launch.options)
     usage = resource_usage(kernel.asm["cubin"])
     return Compiled(kernel.asm["ttir"], kernel.asm["ptx"], kernel.metadata.shared,
                     usage["REG"], usage["LOCAL"], usage["STACK"])
@@ -142,22 +179,25 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
 
 def compile_net_kernels(net: Net, batch: int, dtype: torch.dtype = torch.float32,
                         done: dict | None = None) -> list[tuple[Launch, Compiled]]:
-    """Each kernel `net` launches in a training step, compiled once (a layer's forward and backward are two).
-    `done` keeps what was compiled across networks: alexnet's LRN kernels are si_alexnet's too."""
+    """Each kernel `net` launches in a training step, compiled once per layer (a layer's forward and backward
+    are two) and once per specialisation: layers with the same constants share a compile, and `done` keeps
+    what was compiled across networks (alexnet's LRN kernels are si_alexnet's too)."""
     done = {} if done is None else done
     compiled = {}
     for launch in launches(net, batch, dtype):
-        types, attributes = signature(launch)
-        key = (launch.kernel.src, str(types), str(attributes), str(sorted(launch.options.items())))
+        types, constexprs, attributes = signature(launch)
+        key = (launch.kernel.src, str(types), str(sorted(constexprs.items())), str(attributes),
+               str(sorted(launch.options.items())))
         if key not in done:
             done[key] = compile_launch(launch)
-        compiled.setdefault(launch.name, (launch, done[key]))
+        compiled.setdefault((launch.layer, launch.name), (launch, done[key]))
     return list(compiled.values())
 
 
 def report(launch: Launch, compiled: Compiled) -> dict:
-    """What tests/test_triton_compile.py checks of one kernel."""
-    return {"kernel": launch.name, "grid": launch.grid, "num_warps": launch.options.get("num_warps", 4),
+    """What tests/test_triton_compile.py checks of one kernel launched for one layer."""
+    return {"layer": launch.layer, "kernel": launch.name, "grid": launch.grid,
+            "num_warps": launch.options.get("num_warps", 4),
             "registers": compiled.registers, "shared": compiled.shared, "local": compiled.local,
             "stack": compiled.stack, "libdevice": "tt.extern_elementwise" in compiled.ttir,
             "target": re.search(r"\.target (\w+)", compiled.ptx).group(1)}
@@ -178,12 +218,12 @@ def main() -> int:
         print(json.dumps(reports))
         return 0
     print(f"triton {triton.__version__}, target sm_{HOPPER.arch}, batch {args.batch}, {args.dtype}")
-    print(f"{'kernel':36s} {'grid':>15s} {'warps':>5s} {'registers':>9s} {'shared':>6s} {'spills':>6s}")
+    print(f"{'layer':10s} {'kernel':28s} {'grid':>15s} {'warps':>5s} {'registers':>9s} {'shared':>6s} {'spills':>6s}")
     for path, kernels in reports.items():
         print(f"{path}:")
         for k in kernels:
-            print(f"  {k['kernel']:34s} {str(tuple(k['grid'])):>15s} {k['num_warps']:5d} {k['registers']:9d} "
-                  f"{k['shared']:6d} {k['local'] + k['stack']:6d}")
+            print(f"  {k['layer']:8s} {k['kernel']:28s} {str(tuple(k['grid'])):>15s} {k['num_warps']:5d} "
+                  f"{k['registers']:9d} {k['shared']:6d} {k['local'] + k['stack']:6d}")
     return 0
 
 

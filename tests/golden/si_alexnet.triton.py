@@ -5,6 +5,8 @@ SiAlexnet takes N x 3 x 224 x 224 float images and returns N x 1000 logits
 The network runs as 2 groups: every tensor after `data` is split by channels
 into 2 equal chunks, one per group; grouped convolutions keep them apart.
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,69 +62,83 @@ def si_bilinear_spread(grad_z_ptr, row, col, H: tl.constexpr, W: tl.constexpr, O
     tl.atomic_add(grad_z_ptr + bottom * W + right, wb * wr * g, mask=mask, sem="relaxed")
 
 
-# conv1: scale-invariant conv at scales 0.63, 1.0, 1.59; each scale's conv map is warped
-# back to 55 x 55 and the maximum kept.
+@triton.jit
+def si_warped(z_ptr, o, plane, row, col, inside, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
+    """A scale's H x W conv map at z_ptr warped to OH x OW, at the outputs o (of map `plane`, at `row`, `col`)."""
+    if H == OH and W == OW:
+        # Already OH x OW
+        return tl.load(z_ptr + o, mask=inside, other=0.0)
+    else:
+        return si_bilinear_sample(z_ptr + plane * (H * W), row, col, H, W, OH, OW, inside)
 
 
 @triton.jit
-def si_warp_max_conv1_forward_kernel(z0_ptr, z1_ptr, z2_ptr, out_ptr, winner_ptr, total):
-    """out = the maximum over the scales of each conv map warped to 55 x 55; winner = the first scale reaching it."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 55 x 55
+def si_warped_backward(grad_z_ptr, o, plane, row, col, inside, g, won, H: tl.constexpr, W: tl.constexpr,
+                       OH: tl.constexpr, OW: tl.constexpr):
+    """si_warped's backward: where the scale `won`, the output gradient g goes to the H x W map's gradient."""
+    if H == OH and W == OW:
+        # One pixel per output, so this writes every element of the map's gradient
+        tl.store(grad_z_ptr + o, tl.where(won, g, 0.0), mask=inside)
+    else:
+        # To the four pixels of the map that the forward read
+        si_bilinear_spread(grad_z_ptr + plane * (H * W), row, col, H, W, OH, OW, g, inside & won)
+
+
+@triton.jit
+def si_warp_max_forward_kernel(z_ptrs, out_ptr, winner_ptr, total, MAPS: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
+    """out = the maximum over the scales of each conv map (z_ptrs, of the sizes MAPS) warped to OH x OW;
+    winner = the first scale reaching it."""
+    # This program's 1024 outputs, as (map, row, column) of N*C maps of OH x OW
     o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
     inside = o < total
-    plane = o // 3025
-    row = o // 55 % 55
-    col = o % 55
-    # Scale 0.63: its 34 x 34 map, warped to 55 x 55
-    best = si_bilinear_sample(z0_ptr + plane * 1156, row, col, 34, 34, 55, 55, inside)
-    winner = tl.zeros([1024], tl.int32)
-    # Scale 1.0: its map is already 55 x 55
-    z = tl.load(z1_ptr + o, mask=inside, other=0.0)
-    # Keep the larger; on a tie the earlier scale stays, as with torch.max
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 1, winner)
-    # Scale 1.59: its 88 x 88 map, warped to 55 x 55
-    z = si_bilinear_sample(z2_ptr + plane * 7744, row, col, 88, 88, 55, 55, inside)
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 2, winner)
+    plane = o // (OH * OW)
+    row = o // OW % OH
+    col = o % OW
+    for i in tl.static_range(len(MAPS)):
+        z = si_warped(z_ptrs[i], o, plane, row, col, inside, MAPS[i][0], MAPS[i][1], OH, OW)
+        if i == 0:
+            best = z
+            winner = tl.zeros([1024], tl.int32)
+        else:
+            # Keep the larger; on a tie the earlier scale stays, as with torch.max
+            take = z > best
+            best = tl.where(take, z, best)
+            winner = tl.where(take, i, winner)
     tl.store(out_ptr + o, best, mask=inside)
     tl.store(winner_ptr + o, winner.to(tl.uint8), mask=inside)
 
 
 @triton.jit
-def si_warp_max_conv1_backward_kernel(grad_out_ptr, winner_ptr, grad_z0_ptr, grad_z1_ptr, grad_z2_ptr, total):
+def si_warp_max_backward_kernel(grad_out_ptr, winner_ptr, grad_z_ptrs, total, MAPS: tl.constexpr, OH: tl.constexpr,
+                                OW: tl.constexpr):
     """Each output's gradient goes to the scale that won it, through that scale's bilinear weights."""
     # This program's 256 outputs, one a thread (an atomic add takes one element a thread, so the whole
-    # kernel keeps that layout), as (map, row, column) of N*C maps of 55 x 55
+    # kernel keeps that layout), as (map, row, column) of N*C maps of OH x OW
     o = tl.program_id(0) * 256 + tl.arange(0, 256)
     inside = o < total
-    plane = o // 3025
-    row = o // 55 % 55
-    col = o % 55
+    plane = o // (OH * OW)
+    row = o // OW % OH
+    col = o % OW
     g = tl.load(grad_out_ptr + o, mask=inside, other=0.0)
     winner = tl.load(winner_ptr + o, mask=inside, other=0)
-    # Scale 0.63: where it won, g goes to the four pixels of its 34 x 34 map that the forward read
-    si_bilinear_spread(grad_z0_ptr + plane * 1156, row, col, 34, 34, 55, 55, g, inside & (winner == 0))
-    # Scale 1.0: one pixel per output, so this writes every element of its gradient
-    tl.store(grad_z1_ptr + o, tl.where(winner == 1, g, 0.0), mask=inside)
-    # Scale 1.59: where it won, g goes to the four pixels of its 88 x 88 map that the forward read
-    si_bilinear_spread(grad_z2_ptr + plane * 7744, row, col, 88, 88, 55, 55, g, inside & (winner == 2))
+    for i in tl.static_range(len(MAPS)):
+        si_warped_backward(grad_z_ptrs[i], o, plane, row, col, inside, g, winner == i, MAPS[i][0], MAPS[i][1], OH, OW)
 
 
-class SIWarpMax_conv1(torch.autograd.Function):
-    """conv1's warp-max over its scales' conv maps; the backward needs only the winning scale of each output."""
+class SIWarpMax(torch.autograd.Function):
+    """The warp-max over an SI layer's conv maps, one per scale, with the layer's constants; the backward needs
+    only the winning scale of each output."""
 
     @staticmethod
-    def forward(ctx, z0, z1, z2):
-        n, c = z0.shape[:2]
-        out = torch.empty(n, c, 55, 55, dtype=z0.dtype, device=z0.device)
-        assert max(out.numel(), z0.numel(), z1.numel(), z2.numel()) < 2**31, "the kernels index with 32-bit integers"
-        winner = torch.empty(n, c, 55, 55, dtype=torch.uint8, device=z0.device)
+    def forward(ctx, constants, *zs):
+        n, c = zs[0].shape[:2]
+        out = torch.empty(n, c, constants["OH"], constants["OW"], dtype=zs[0].dtype, device=zs[0].device)
+        assert max(out.numel(), *(z.numel() for z in zs)) < 2**31, "the kernels index with 32-bit integers"
+        winner = torch.empty(n, c, constants["OH"], constants["OW"], dtype=torch.uint8, device=zs[0].device)
         with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
-            si_warp_max_conv1_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
-                z0.contiguous(), z1.contiguous(), z2.contiguous(), out, winner, out.numel(), num_warps=8, enable_fp_fusion=True)
+            si_warp_max_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
+                tuple(z.contiguous() for z in zs), out, winner, out.numel(), **constants, num_warps=8, enable_fp_fusion=True)
+        ctx.constants = constants
         ctx.save_for_backward(winner)
         return out
 
@@ -130,379 +146,23 @@ class SIWarpMax_conv1(torch.autograd.Function):
     def backward(ctx, grad_out):
         winner, = ctx.saved_tensors
         n, c = winner.shape[:2]
-        # A warped scale's gradient is summed with atomic adds, so it starts at zero
-        grad_z0 = torch.zeros(n, c, 34, 34, dtype=grad_out.dtype, device=grad_out.device)
-        grad_z1 = torch.empty(n, c, 55, 55, dtype=grad_out.dtype, device=grad_out.device)  # written whole by the kernel
-        grad_z2 = torch.zeros(n, c, 88, 88, dtype=grad_out.dtype, device=grad_out.device)
+        # A map of the output size has its gradient written whole by the kernel; a warped one's is summed with
+        # atomic adds, so it starts at zero
+        out_size = (ctx.constants["OH"], ctx.constants["OW"])
+        grad_zs = tuple((torch.empty if (h, w) == out_size else torch.zeros)(n, c, h, w, dtype=grad_out.dtype, device=grad_out.device)
+                        for h, w in ctx.constants["MAPS"])
         with torch.cuda.device_of(winner):
-            si_warp_max_conv1_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
-                grad_out.contiguous(), winner, grad_z0, grad_z1, grad_z2, winner.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_z0, grad_z1, grad_z2
+            si_warp_max_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
+                grad_out.contiguous(), winner, grad_zs, winner.numel(), **ctx.constants, num_warps=8, enable_fp_fusion=True)
+        return None, *grad_zs
 
 
-def si_warp_max_conv1(x, conv):
-    """conv1: `conv` on x resized by each scale (PyTorch), then the warp-max kernel; the neuron is the caller's."""
+def si_conv2d(x, conv, scales, **constants):
+    """`conv` on x resized by each scale (PyTorch), then the warp-max kernels with the layer's constants (MAPS: the
+    conv maps' sizes, OH x OW: the output's); the neuron is the caller's."""
     bilinear = dict(mode="bilinear", align_corners=False)
-    z0 = conv(F.interpolate(x, scale_factor=0.63, **bilinear))  # N x 96 x 34 x 34
-    z1 = conv(x)  # scale 1 leaves x as it is; N x 96 x 55 x 55
-    z2 = conv(F.interpolate(x, scale_factor=1.59, **bilinear))  # N x 96 x 88 x 88
-    return SIWarpMax_conv1.apply(z0, z1, z2)
-
-
-# conv2: scale-invariant conv at scales 0.63, 1.0, 1.59; each scale's conv map is warped
-# back to 27 x 27 and the maximum kept.
-
-
-@triton.jit
-def si_warp_max_conv2_forward_kernel(z0_ptr, z1_ptr, z2_ptr, out_ptr, winner_ptr, total):
-    """out = the maximum over the scales of each conv map warped to 27 x 27; winner = the first scale reaching it."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 27 x 27
-    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = o < total
-    plane = o // 729
-    row = o // 27 % 27
-    col = o % 27
-    # Scale 0.63: its 17 x 17 map, warped to 27 x 27
-    best = si_bilinear_sample(z0_ptr + plane * 289, row, col, 17, 17, 27, 27, inside)
-    winner = tl.zeros([1024], tl.int32)
-    # Scale 1.0: its map is already 27 x 27
-    z = tl.load(z1_ptr + o, mask=inside, other=0.0)
-    # Keep the larger; on a tie the earlier scale stays, as with torch.max
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 1, winner)
-    # Scale 1.59: its 42 x 42 map, warped to 27 x 27
-    z = si_bilinear_sample(z2_ptr + plane * 1764, row, col, 42, 42, 27, 27, inside)
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 2, winner)
-    tl.store(out_ptr + o, best, mask=inside)
-    tl.store(winner_ptr + o, winner.to(tl.uint8), mask=inside)
-
-
-@triton.jit
-def si_warp_max_conv2_backward_kernel(grad_out_ptr, winner_ptr, grad_z0_ptr, grad_z1_ptr, grad_z2_ptr, total):
-    """Each output's gradient goes to the scale that won it, through that scale's bilinear weights."""
-    # This program's 256 outputs, one a thread (an atomic add takes one element a thread, so the whole
-    # kernel keeps that layout), as (map, row, column) of N*C maps of 27 x 27
-    o = tl.program_id(0) * 256 + tl.arange(0, 256)
-    inside = o < total
-    plane = o // 729
-    row = o // 27 % 27
-    col = o % 27
-    g = tl.load(grad_out_ptr + o, mask=inside, other=0.0)
-    winner = tl.load(winner_ptr + o, mask=inside, other=0)
-    # Scale 0.63: where it won, g goes to the four pixels of its 17 x 17 map that the forward read
-    si_bilinear_spread(grad_z0_ptr + plane * 289, row, col, 17, 17, 27, 27, g, inside & (winner == 0))
-    # Scale 1.0: one pixel per output, so this writes every element of its gradient
-    tl.store(grad_z1_ptr + o, tl.where(winner == 1, g, 0.0), mask=inside)
-    # Scale 1.59: where it won, g goes to the four pixels of its 42 x 42 map that the forward read
-    si_bilinear_spread(grad_z2_ptr + plane * 1764, row, col, 42, 42, 27, 27, g, inside & (winner == 2))
-
-
-class SIWarpMax_conv2(torch.autograd.Function):
-    """conv2's warp-max over its scales' conv maps; the backward needs only the winning scale of each output."""
-
-    @staticmethod
-    def forward(ctx, z0, z1, z2):
-        n, c = z0.shape[:2]
-        out = torch.empty(n, c, 27, 27, dtype=z0.dtype, device=z0.device)
-        assert max(out.numel(), z0.numel(), z1.numel(), z2.numel()) < 2**31, "the kernels index with 32-bit integers"
-        winner = torch.empty(n, c, 27, 27, dtype=torch.uint8, device=z0.device)
-        with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
-            si_warp_max_conv2_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
-                z0.contiguous(), z1.contiguous(), z2.contiguous(), out, winner, out.numel(), num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(winner)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        winner, = ctx.saved_tensors
-        n, c = winner.shape[:2]
-        # A warped scale's gradient is summed with atomic adds, so it starts at zero
-        grad_z0 = torch.zeros(n, c, 17, 17, dtype=grad_out.dtype, device=grad_out.device)
-        grad_z1 = torch.empty(n, c, 27, 27, dtype=grad_out.dtype, device=grad_out.device)  # written whole by the kernel
-        grad_z2 = torch.zeros(n, c, 42, 42, dtype=grad_out.dtype, device=grad_out.device)
-        with torch.cuda.device_of(winner):
-            si_warp_max_conv2_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
-                grad_out.contiguous(), winner, grad_z0, grad_z1, grad_z2, winner.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_z0, grad_z1, grad_z2
-
-
-def si_warp_max_conv2(x, conv):
-    """conv2: `conv` on x resized by each scale (PyTorch), then the warp-max kernel; the neuron is the caller's."""
-    bilinear = dict(mode="bilinear", align_corners=False)
-    z0 = conv(F.interpolate(x, scale_factor=0.63, **bilinear))  # N x 256 x 17 x 17
-    z1 = conv(x)  # scale 1 leaves x as it is; N x 256 x 27 x 27
-    z2 = conv(F.interpolate(x, scale_factor=1.59, **bilinear))  # N x 256 x 42 x 42
-    return SIWarpMax_conv2.apply(z0, z1, z2)
-
-
-# conv3: scale-invariant conv at scales 0.63, 1.0, 1.59; each scale's conv map is warped
-# back to 13 x 13 and the maximum kept.
-
-
-@triton.jit
-def si_warp_max_conv3_forward_kernel(z0_ptr, z1_ptr, z2_ptr, out_ptr, winner_ptr, total):
-    """out = the maximum over the scales of each conv map warped to 13 x 13; winner = the first scale reaching it."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    # Scale 0.63: its 8 x 8 map, warped to 13 x 13
-    best = si_bilinear_sample(z0_ptr + plane * 64, row, col, 8, 8, 13, 13, inside)
-    winner = tl.zeros([1024], tl.int32)
-    # Scale 1.0: its map is already 13 x 13
-    z = tl.load(z1_ptr + o, mask=inside, other=0.0)
-    # Keep the larger; on a tie the earlier scale stays, as with torch.max
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 1, winner)
-    # Scale 1.59: its 20 x 20 map, warped to 13 x 13
-    z = si_bilinear_sample(z2_ptr + plane * 400, row, col, 20, 20, 13, 13, inside)
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 2, winner)
-    tl.store(out_ptr + o, best, mask=inside)
-    tl.store(winner_ptr + o, winner.to(tl.uint8), mask=inside)
-
-
-@triton.jit
-def si_warp_max_conv3_backward_kernel(grad_out_ptr, winner_ptr, grad_z0_ptr, grad_z1_ptr, grad_z2_ptr, total):
-    """Each output's gradient goes to the scale that won it, through that scale's bilinear weights."""
-    # This program's 256 outputs, one a thread (an atomic add takes one element a thread, so the whole
-    # kernel keeps that layout), as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 256 + tl.arange(0, 256)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    g = tl.load(grad_out_ptr + o, mask=inside, other=0.0)
-    winner = tl.load(winner_ptr + o, mask=inside, other=0)
-    # Scale 0.63: where it won, g goes to the four pixels of its 8 x 8 map that the forward read
-    si_bilinear_spread(grad_z0_ptr + plane * 64, row, col, 8, 8, 13, 13, g, inside & (winner == 0))
-    # Scale 1.0: one pixel per output, so this writes every element of its gradient
-    tl.store(grad_z1_ptr + o, tl.where(winner == 1, g, 0.0), mask=inside)
-    # Scale 1.59: where it won, g goes to the four pixels of its 20 x 20 map that the forward read
-    si_bilinear_spread(grad_z2_ptr + plane * 400, row, col, 20, 20, 13, 13, g, inside & (winner == 2))
-
-
-class SIWarpMax_conv3(torch.autograd.Function):
-    """conv3's warp-max over its scales' conv maps; the backward needs only the winning scale of each output."""
-
-    @staticmethod
-    def forward(ctx, z0, z1, z2):
-        n, c = z0.shape[:2]
-        out = torch.empty(n, c, 13, 13, dtype=z0.dtype, device=z0.device)
-        assert max(out.numel(), z0.numel(), z1.numel(), z2.numel()) < 2**31, "the kernels index with 32-bit integers"
-        winner = torch.empty(n, c, 13, 13, dtype=torch.uint8, device=z0.device)
-        with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
-            si_warp_max_conv3_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
-                z0.contiguous(), z1.contiguous(), z2.contiguous(), out, winner, out.numel(), num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(winner)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        winner, = ctx.saved_tensors
-        n, c = winner.shape[:2]
-        # A warped scale's gradient is summed with atomic adds, so it starts at zero
-        grad_z0 = torch.zeros(n, c, 8, 8, dtype=grad_out.dtype, device=grad_out.device)
-        grad_z1 = torch.empty(n, c, 13, 13, dtype=grad_out.dtype, device=grad_out.device)  # written whole by the kernel
-        grad_z2 = torch.zeros(n, c, 20, 20, dtype=grad_out.dtype, device=grad_out.device)
-        with torch.cuda.device_of(winner):
-            si_warp_max_conv3_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
-                grad_out.contiguous(), winner, grad_z0, grad_z1, grad_z2, winner.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_z0, grad_z1, grad_z2
-
-
-def si_warp_max_conv3(x, conv):
-    """conv3: `conv` on x resized by each scale (PyTorch), then the warp-max kernel; the neuron is the caller's."""
-    bilinear = dict(mode="bilinear", align_corners=False)
-    z0 = conv(F.interpolate(x, scale_factor=0.63, **bilinear))  # N x 384 x 8 x 8
-    z1 = conv(x)  # scale 1 leaves x as it is; N x 384 x 13 x 13
-    z2 = conv(F.interpolate(x, scale_factor=1.59, **bilinear))  # N x 384 x 20 x 20
-    return SIWarpMax_conv3.apply(z0, z1, z2)
-
-
-# conv4: scale-invariant conv at scales 0.63, 1.0, 1.59; each scale's conv map is warped
-# back to 13 x 13 and the maximum kept.
-
-
-@triton.jit
-def si_warp_max_conv4_forward_kernel(z0_ptr, z1_ptr, z2_ptr, out_ptr, winner_ptr, total):
-    """out = the maximum over the scales of each conv map warped to 13 x 13; winner = the first scale reaching it."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    # Scale 0.63: its 8 x 8 map, warped to 13 x 13
-    best = si_bilinear_sample(z0_ptr + plane * 64, row, col, 8, 8, 13, 13, inside)
-    winner = tl.zeros([1024], tl.int32)
-    # Scale 1.0: its map is already 13 x 13
-    z = tl.load(z1_ptr + o, mask=inside, other=0.0)
-    # Keep the larger; on a tie the earlier scale stays, as with torch.max
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 1, winner)
-    # Scale 1.59: its 20 x 20 map, warped to 13 x 13
-    z = si_bilinear_sample(z2_ptr + plane * 400, row, col, 20, 20, 13, 13, inside)
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 2, winner)
-    tl.store(out_ptr + o, best, mask=inside)
-    tl.store(winner_ptr + o, winner.to(tl.uint8), mask=inside)
-
-
-@triton.jit
-def si_warp_max_conv4_backward_kernel(grad_out_ptr, winner_ptr, grad_z0_ptr, grad_z1_ptr, grad_z2_ptr, total):
-    """Each output's gradient goes to the scale that won it, through that scale's bilinear weights."""
-    # This program's 256 outputs, one a thread (an atomic add takes one element a thread, so the whole
-    # kernel keeps that layout), as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 256 + tl.arange(0, 256)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    g = tl.load(grad_out_ptr + o, mask=inside, other=0.0)
-    winner = tl.load(winner_ptr + o, mask=inside, other=0)
-    # Scale 0.63: where it won, g goes to the four pixels of its 8 x 8 map that the forward read
-    si_bilinear_spread(grad_z0_ptr + plane * 64, row, col, 8, 8, 13, 13, g, inside & (winner == 0))
-    # Scale 1.0: one pixel per output, so this writes every element of its gradient
-    tl.store(grad_z1_ptr + o, tl.where(winner == 1, g, 0.0), mask=inside)
-    # Scale 1.59: where it won, g goes to the four pixels of its 20 x 20 map that the forward read
-    si_bilinear_spread(grad_z2_ptr + plane * 400, row, col, 20, 20, 13, 13, g, inside & (winner == 2))
-
-
-class SIWarpMax_conv4(torch.autograd.Function):
-    """conv4's warp-max over its scales' conv maps; the backward needs only the winning scale of each output."""
-
-    @staticmethod
-    def forward(ctx, z0, z1, z2):
-        n, c = z0.shape[:2]
-        out = torch.empty(n, c, 13, 13, dtype=z0.dtype, device=z0.device)
-        assert max(out.numel(), z0.numel(), z1.numel(), z2.numel()) < 2**31, "the kernels index with 32-bit integers"
-        winner = torch.empty(n, c, 13, 13, dtype=torch.uint8, device=z0.device)
-        with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
-            si_warp_max_conv4_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
-                z0.contiguous(), z1.contiguous(), z2.contiguous(), out, winner, out.numel(), num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(winner)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        winner, = ctx.saved_tensors
-        n, c = winner.shape[:2]
-        # A warped scale's gradient is summed with atomic adds, so it starts at zero
-        grad_z0 = torch.zeros(n, c, 8, 8, dtype=grad_out.dtype, device=grad_out.device)
-        grad_z1 = torch.empty(n, c, 13, 13, dtype=grad_out.dtype, device=grad_out.device)  # written whole by the kernel
-        grad_z2 = torch.zeros(n, c, 20, 20, dtype=grad_out.dtype, device=grad_out.device)
-        with torch.cuda.device_of(winner):
-            si_warp_max_conv4_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
-                grad_out.contiguous(), winner, grad_z0, grad_z1, grad_z2, winner.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_z0, grad_z1, grad_z2
-
-
-def si_warp_max_conv4(x, conv):
-    """conv4: `conv` on x resized by each scale (PyTorch), then the warp-max kernel; the neuron is the caller's."""
-    bilinear = dict(mode="bilinear", align_corners=False)
-    z0 = conv(F.interpolate(x, scale_factor=0.63, **bilinear))  # N x 384 x 8 x 8
-    z1 = conv(x)  # scale 1 leaves x as it is; N x 384 x 13 x 13
-    z2 = conv(F.interpolate(x, scale_factor=1.59, **bilinear))  # N x 384 x 20 x 20
-    return SIWarpMax_conv4.apply(z0, z1, z2)
-
-
-# conv5: scale-invariant conv at scales 0.63, 1.0, 1.59; each scale's conv map is warped
-# back to 13 x 13 and the maximum kept.
-
-
-@triton.jit
-def si_warp_max_conv5_forward_kernel(z0_ptr, z1_ptr, z2_ptr, out_ptr, winner_ptr, total):
-    """out = the maximum over the scales of each conv map warped to 13 x 13; winner = the first scale reaching it."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    # Scale 0.63: its 8 x 8 map, warped to 13 x 13
-    best = si_bilinear_sample(z0_ptr + plane * 64, row, col, 8, 8, 13, 13, inside)
-    winner = tl.zeros([1024], tl.int32)
-    # Scale 1.0: its map is already 13 x 13
-    z = tl.load(z1_ptr + o, mask=inside, other=0.0)
-    # Keep the larger; on a tie the earlier scale stays, as with torch.max
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 1, winner)
-    # Scale 1.59: its 20 x 20 map, warped to 13 x 13
-    z = si_bilinear_sample(z2_ptr + plane * 400, row, col, 20, 20, 13, 13, inside)
-    take = z > best
-    best = tl.where(take, z, best)
-    winner = tl.where(take, 2, winner)
-    tl.store(out_ptr + o, best, mask=inside)
-    tl.store(winner_ptr + o, winner.to(tl.uint8), mask=inside)
-
-
-@triton.jit
-def si_warp_max_conv5_backward_kernel(grad_out_ptr, winner_ptr, grad_z0_ptr, grad_z1_ptr, grad_z2_ptr, total):
-    """Each output's gradient goes to the scale that won it, through that scale's bilinear weights."""
-    # This program's 256 outputs, one a thread (an atomic add takes one element a thread, so the whole
-    # kernel keeps that layout), as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 256 + tl.arange(0, 256)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    g = tl.load(grad_out_ptr + o, mask=inside, other=0.0)
-    winner = tl.load(winner_ptr + o, mask=inside, other=0)
-    # Scale 0.63: where it won, g goes to the four pixels of its 8 x 8 map that the forward read
-    si_bilinear_spread(grad_z0_ptr + plane * 64, row, col, 8, 8, 13, 13, g, inside & (winner == 0))
-    # Scale 1.0: one pixel per output, so this writes every element of its gradient
-    tl.store(grad_z1_ptr + o, tl.where(winner == 1, g, 0.0), mask=inside)
-    # Scale 1.59: where it won, g goes to the four pixels of its 20 x 20 map that the forward read
-    si_bilinear_spread(grad_z2_ptr + plane * 400, row, col, 20, 20, 13, 13, g, inside & (winner == 2))
-
-
-class SIWarpMax_conv5(torch.autograd.Function):
-    """conv5's warp-max over its scales' conv maps; the backward needs only the winning scale of each output."""
-
-    @staticmethod
-    def forward(ctx, z0, z1, z2):
-        n, c = z0.shape[:2]
-        out = torch.empty(n, c, 13, 13, dtype=z0.dtype, device=z0.device)
-        assert max(out.numel(), z0.numel(), z1.numel(), z2.numel()) < 2**31, "the kernels index with 32-bit integers"
-        winner = torch.empty(n, c, 13, 13, dtype=torch.uint8, device=z0.device)
-        with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
-            si_warp_max_conv5_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
-                z0.contiguous(), z1.contiguous(), z2.contiguous(), out, winner, out.numel(), num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(winner)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        winner, = ctx.saved_tensors
-        n, c = winner.shape[:2]
-        # A warped scale's gradient is summed with atomic adds, so it starts at zero
-        grad_z0 = torch.zeros(n, c, 8, 8, dtype=grad_out.dtype, device=grad_out.device)
-        grad_z1 = torch.empty(n, c, 13, 13, dtype=grad_out.dtype, device=grad_out.device)  # written whole by the kernel
-        grad_z2 = torch.zeros(n, c, 20, 20, dtype=grad_out.dtype, device=grad_out.device)
-        with torch.cuda.device_of(winner):
-            si_warp_max_conv5_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
-                grad_out.contiguous(), winner, grad_z0, grad_z1, grad_z2, winner.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_z0, grad_z1, grad_z2
-
-
-def si_warp_max_conv5(x, conv):
-    """conv5: `conv` on x resized by each scale (PyTorch), then the warp-max kernel; the neuron is the caller's."""
-    bilinear = dict(mode="bilinear", align_corners=False)
-    z0 = conv(F.interpolate(x, scale_factor=0.63, **bilinear))  # N x 256 x 8 x 8
-    z1 = conv(x)  # scale 1 leaves x as it is; N x 256 x 13 x 13
-    z2 = conv(F.interpolate(x, scale_factor=1.59, **bilinear))  # N x 256 x 20 x 20
-    return SIWarpMax_conv5.apply(z0, z1, z2)
+    zs = [conv(x if s == 1 else F.interpolate(x, scale_factor=s, **bilinear)) for s in scales]  # scale 1 leaves x as it is
+    return SIWarpMax.apply(constants, *zs)
 
 
 @triton.jit
@@ -512,92 +172,104 @@ def lrn_channel_mask(inside, channel, CHANNELS: tl.constexpr):
     return tl.where((channel >= 0) & (channel < CHANNELS), inside, False)
 
 
-# rnorm1: local response normalization over 5 channels, k = 2.0, alpha = 0.0001, beta = 0.75,
-# inside each of 2 groups of 48 channels, on 55 x 55 maps.
-
-
 @triton.jit
-def lrn_rnorm1_forward_kernel(a_ptr, b_ptr):
-    """b[c] = a[c] / (2.0 + 0.0001 * (a[c-2]^2 + ... + a[c+2]^2)) ** 0.75."""
-    # This program's (image, group) row, its 16 channels from `first`, and its 512 pixels
+def lrn_forward_kernel(a_ptr, b_ptr, SIZE: tl.constexpr, K: tl.constexpr, ALPHA: tl.constexpr, BETA: tl.constexpr,
+                       CHANNELS: tl.constexpr, HW: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
+    """b[c] = a[c] / (K + ALPHA * (a[c-SIZE//2]^2 + ... + a[c+SIZE//2]^2)) ** BETA, within each group of
+    CHANNELS channels of HW pixels."""
+    HALF: tl.constexpr = SIZE // 2
+    # This program's (image, group) row, its CHUNK channels from `first`, and its BLOCK pixels
     row = tl.program_id(0).to(tl.int64)
-    first = tl.program_id(1) * 16
-    pixels = tl.program_id(2) * 512 + tl.arange(0, 512)
-    inside = pixels < 3025
+    first = tl.program_id(1) * CHUNK
+    pixels = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
+    inside = pixels < HW
     # The arithmetic's precision: float32 for float16 and bfloat16 maps (stored back in theirs), else the maps' own
     wide: tl.constexpr = tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32
-    a_ptr += row * 145200 + pixels
-    b_ptr += row * 145200 + pixels
-    # a0..a3 start as channels first-2..first+1; a4, the channel entering the window, is read in the loop
-    a0 = tl.load(a_ptr + (first - 2) * 3025, mask=lrn_channel_mask(inside, first - 2, 48), other=0.0).to(wide)
-    a1 = tl.load(a_ptr + (first - 1) * 3025, mask=lrn_channel_mask(inside, first - 1, 48), other=0.0).to(wide)
-    a2 = tl.load(a_ptr + first * 3025, mask=lrn_channel_mask(inside, first, 48), other=0.0).to(wide)
-    a3 = tl.load(a_ptr + (first + 1) * 3025, mask=lrn_channel_mask(inside, first + 1, 48), other=0.0).to(wide)
-    for i in tl.static_range(16):
+    a_ptr += row * (CHANNELS * HW) + pixels
+    b_ptr += row * (CHANNELS * HW) + pixels
+    # The window a starts as channels first-HALF..first+HALF-1; the loop adds the channel entering it
+    a = ()
+    for s in tl.static_range(SIZE - 1):
+        channel = first + (s - HALF)
+        a = a + (tl.load(a_ptr + channel * HW, mask=lrn_channel_mask(inside, channel, CHANNELS), other=0.0).to(wide),)
+    for i in tl.static_range(CHUNK):
         c = first + i
-        # The channel entering the window: a0..a4 now hold channels c-2..c+2
-        a4 = tl.load(a_ptr + (c + 2) * 3025, mask=lrn_channel_mask(inside, c + 2, 48), other=0.0).to(wide)
-        # The denominator's base, k + alpha * (sum of squares), added in the torch backend's order
-        base = (a2 * a2 + a1 * a1 + a3 * a3 + a0 * a0 + a4 * a4) * 0.0001 + 2.0
+        # The channel entering the window: a now holds channels c-HALF..c+HALF
+        a = a + (tl.load(a_ptr + (c + HALF) * HW, mask=lrn_channel_mask(inside, c + HALF, CHANNELS), other=0.0).to(wide),)
+        # The denominator's base, k + alpha * (sum of squares), added in the torch backend's order: the centre,
+        # then 1 below, 1 above, 2 below, ...
+        base = a[HALF] * a[HALF]
+        for d in tl.static_range(1, HALF + 1):
+            base = base + a[HALF - d] * a[HALF - d] + a[HALF + d] * a[HALF + d]
+        base = base * ALPHA + K
         # b = a * base^-beta, the power through exp2 and log2 (the interpreter has no libdevice pow)
-        tl.store(b_ptr + c * 3025, a2 * tl.exp2(-0.75 * tl.log2(base)), mask=lrn_channel_mask(inside, c, 48))
+        tl.store(b_ptr + c * HW, a[HALF] * tl.exp2(-BETA * tl.log2(base)), mask=lrn_channel_mask(inside, c, CHANNELS))
         # Slide the window one channel on
-        a0, a1, a2, a3 = a1, a2, a3, a4
+        a = a[1:]
 
 
 @triton.jit
-def lrn_rnorm1_backward_kernel(a_ptr, grad_b_ptr, grad_a_ptr):
-    """grad_a[c] = g[c] s[c] - 2 * 0.0001 * 0.75 * a[c] * (t[c-2] + ... + t[c+2]), where t = g a s / d,
-    d = 2.0 + 0.0001 * (window sum of a^2) and s = d^-0.75, both recomputed from a."""
-    # This program's (image, group) row, its 16 channels from `first`, and its 512 pixels
+def lrn_backward_kernel(a_ptr, grad_b_ptr, grad_a_ptr, SIZE: tl.constexpr, K: tl.constexpr, ALPHA: tl.constexpr,
+                        BETA: tl.constexpr, CHANNELS: tl.constexpr, HW: tl.constexpr, CHUNK: tl.constexpr,
+                        BLOCK: tl.constexpr):
+    """grad_a[c] = g[c] s[c] - 2 * ALPHA * BETA * a[c] * (t[c-SIZE//2] + ... + t[c+SIZE//2]), where t = g a s / d,
+    d = K + ALPHA * (window sum of a^2) and s = d^-BETA, both recomputed from a."""
+    HALF: tl.constexpr = SIZE // 2
+    # This program's (image, group) row, its CHUNK channels from `first`, and its BLOCK pixels
     row = tl.program_id(0).to(tl.int64)
-    first = tl.program_id(1) * 16
-    pixels = tl.program_id(2) * 512 + tl.arange(0, 512)
-    inside = pixels < 3025
+    first = tl.program_id(1) * CHUNK
+    pixels = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
+    inside = pixels < HW
     # The arithmetic's precision: float32 for float16 and bfloat16 maps (stored back in theirs), else the maps' own
     wide: tl.constexpr = tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32
-    a_ptr += row * 145200 + pixels
-    grad_b_ptr += row * 145200 + pixels
-    grad_a_ptr += row * 145200 + pixels
-    # Channel c needs t over c-2..c+2, and t of channel j needs a over j-2..j+2, so the loop computes d, s
-    # and t at the lead channel c+2: a0..a4 hold a of channels c..c+4, t0..t4 hold t of channels
-    # c-2..c+2, q0..q2 hold g*s of channels c..c+2. It starts 4 channels early to fill them.
-    a0 = tl.load(a_ptr + (first - 4) * 3025, mask=lrn_channel_mask(inside, first - 4, 48), other=0.0).to(wide)
-    a1 = tl.load(a_ptr + (first - 3) * 3025, mask=lrn_channel_mask(inside, first - 3, 48), other=0.0).to(wide)
-    a2 = tl.load(a_ptr + (first - 2) * 3025, mask=lrn_channel_mask(inside, first - 2, 48), other=0.0).to(wide)
-    a3 = tl.load(a_ptr + (first - 1) * 3025, mask=lrn_channel_mask(inside, first - 1, 48), other=0.0).to(wide)
-    zero = tl.zeros([512], wide)
-    t0, t1, t2, t3 = zero, zero, zero, zero
-    q0, q1 = zero, zero
-    for i in tl.static_range(20):
-        c = first + (i - 4)
-        # a of the channel entering the window, then d, g*s and t at the lead channel c+2
-        a4 = tl.load(a_ptr + (c + 4) * 3025, mask=lrn_channel_mask(inside, c + 4, 48), other=0.0).to(wide)
-        base = (a2 * a2 + a1 * a1 + a3 * a3 + a0 * a0 + a4 * a4) * 0.0001 + 2.0
-        g = tl.load(grad_b_ptr + (c + 2) * 3025, mask=lrn_channel_mask(inside, c + 2, 48), other=0.0).to(wide)
-        q2 = g * tl.exp2(-0.75 * tl.log2(base))
-        t4 = q2 * a2 / base
-        if i >= 4:
-            # Channel c's gradient, added in the torch backend's order
-            window = t2 + t1 + t3 + t0 + t4
-            tl.store(grad_a_ptr + c * 3025, q0 - 2 * 0.0001 * 0.75 * window * a0, mask=lrn_channel_mask(inside, c, 48))
+    a_ptr += row * (CHANNELS * HW) + pixels
+    grad_b_ptr += row * (CHANNELS * HW) + pixels
+    grad_a_ptr += row * (CHANNELS * HW) + pixels
+    # Channel c needs t over c-HALF..c+HALF, and t of channel j needs a over j-HALF..j+HALF, so the loop computes
+    # d, s and t at the lead channel c+HALF: the windows a and t then hold a of channels c..c+2*HALF and t of
+    # channels c-HALF..c+HALF, q holds g*s of channels c..c+HALF. It starts 2*HALF channels early to fill them.
+    a = ()
+    for s in tl.static_range(SIZE - 1):
+        channel = first - (2 * HALF - s)
+        a = a + (tl.load(a_ptr + channel * HW, mask=lrn_channel_mask(inside, channel, CHANNELS), other=0.0).to(wide),)
+    zero = tl.zeros([BLOCK], wide)
+    t = (zero,) * (SIZE - 1)
+    q = (zero,) * HALF
+    for i in tl.static_range(CHUNK + 2 * HALF):
+        c = first + (i - 2 * HALF)
+        # a of the channel entering the window, then d, g*s and t at the lead channel c+HALF
+        a = a + (tl.load(a_ptr + (c + 2 * HALF) * HW, mask=lrn_channel_mask(inside, c + 2 * HALF, CHANNELS), other=0.0).to(wide),)
+        base = a[HALF] * a[HALF]
+        for d in tl.static_range(1, HALF + 1):
+            base = base + a[HALF - d] * a[HALF - d] + a[HALF + d] * a[HALF + d]
+        base = base * ALPHA + K
+        g = tl.load(grad_b_ptr + (c + HALF) * HW, mask=lrn_channel_mask(inside, c + HALF, CHANNELS), other=0.0).to(wide)
+        q = q + (g * tl.exp2(-BETA * tl.log2(base)),)
+        t = t + (q[HALF] * a[HALF] / base,)
+        if i >= 2 * HALF:
+            # Channel c's gradient, the window of t added in the torch backend's order
+            window = t[HALF]
+            for d in tl.static_range(1, HALF + 1):
+                window = window + t[HALF - d] + t[HALF + d]
+            tl.store(grad_a_ptr + c * HW, q[0] - 2 * ALPHA * BETA * window * a[0], mask=lrn_channel_mask(inside, c, CHANNELS))
         # Slide every window one channel on
-        a0, a1, a2, a3 = a1, a2, a3, a4
-        t0, t1, t2, t3 = t1, t2, t3, t4
-        q0, q1 = q1, q2
+        a, t, q = a[1:], t[1:], q[1:]
 
 
-class LRN_rnorm1(torch.autograd.Function):
-    """rnorm1's LRN; it saves only its input, from which the backward recomputes the rest."""
+class LRN(torch.autograd.Function):
+    """Local response normalization with a layer's constants; it saves only its input, from which the backward
+    recomputes the rest."""
 
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx, a, constants):
         a = a.contiguous()
         b = torch.empty_like(a)
-        # One program per (image, group) row, 16-channel chunk and 512-pixel block, on a's GPU
+        # One program per (image, group) row, CHUNK-channel chunk and BLOCK-pixel block, on a's GPU
+        ctx.grid = (a.numel() // (constants["CHANNELS"] * constants["HW"]),
+                    triton.cdiv(constants["CHANNELS"], constants["CHUNK"]), triton.cdiv(constants["HW"], constants["BLOCK"]))
+        ctx.constants = constants
         with torch.cuda.device_of(a):
-            lrn_rnorm1_forward_kernel[(a.numel() // 145200, 3, 6)](
-                a, b, num_warps=16, enable_fp_fusion=True)
+            lrn_forward_kernel[ctx.grid](a, b, **constants, enable_fp_fusion=True)
         ctx.save_for_backward(a)
         return b
 
@@ -606,195 +278,97 @@ class LRN_rnorm1(torch.autograd.Function):
         a, = ctx.saved_tensors
         grad_a = torch.empty_like(a)
         with torch.cuda.device_of(a):
-            lrn_rnorm1_backward_kernel[(a.numel() // 145200, 3, 6)](
-                a, grad_b.contiguous(), grad_a, num_warps=16, enable_fp_fusion=True)
-        return grad_a
+            lrn_backward_kernel[ctx.grid](a, grad_b.contiguous(), grad_a, **ctx.constants, enable_fp_fusion=True)
+        return grad_a, None
 
 
-lrn_rnorm1 = LRN_rnorm1.apply
-
-
-# rnorm2: local response normalization over 5 channels, k = 2.0, alpha = 0.0001, beta = 0.75,
-# inside each of 2 groups of 128 channels, on 27 x 27 maps.
+def local_response_norm(a, **constants):
+    """LRN of a, N x C x H x W, with a layer's constants: the kernels' tl.constexpr arguments and num_warps."""
+    return LRN.apply(a, constants)
 
 
 @triton.jit
-def lrn_rnorm2_forward_kernel(a_ptr, b_ptr):
-    """b[c] = a[c] / (2.0 + 0.0001 * (a[c-2]^2 + ... + a[c+2]^2)) ** 0.75."""
-    # This program's (image, group) row, its 16 channels from `first`, and its 256 pixels
-    row = tl.program_id(0).to(tl.int64)
-    first = tl.program_id(1) * 16
-    pixels = tl.program_id(2) * 256 + tl.arange(0, 256)
-    inside = pixels < 729
-    # The arithmetic's precision: float32 for float16 and bfloat16 maps (stored back in theirs), else the maps' own
-    wide: tl.constexpr = tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32
-    a_ptr += row * 93312 + pixels
-    b_ptr += row * 93312 + pixels
-    # a0..a3 start as channels first-2..first+1; a4, the channel entering the window, is read in the loop
-    a0 = tl.load(a_ptr + (first - 2) * 729, mask=lrn_channel_mask(inside, first - 2, 128), other=0.0).to(wide)
-    a1 = tl.load(a_ptr + (first - 1) * 729, mask=lrn_channel_mask(inside, first - 1, 128), other=0.0).to(wide)
-    a2 = tl.load(a_ptr + first * 729, mask=lrn_channel_mask(inside, first, 128), other=0.0).to(wide)
-    a3 = tl.load(a_ptr + (first + 1) * 729, mask=lrn_channel_mask(inside, first + 1, 128), other=0.0).to(wide)
-    for i in tl.static_range(16):
-        c = first + i
-        # The channel entering the window: a0..a4 now hold channels c-2..c+2
-        a4 = tl.load(a_ptr + (c + 2) * 729, mask=lrn_channel_mask(inside, c + 2, 128), other=0.0).to(wide)
-        # The denominator's base, k + alpha * (sum of squares), added in the torch backend's order
-        base = (a2 * a2 + a1 * a1 + a3 * a3 + a0 * a0 + a4 * a4) * 0.0001 + 2.0
-        # b = a * base^-beta, the power through exp2 and log2 (the interpreter has no libdevice pow)
-        tl.store(b_ptr + c * 729, a2 * tl.exp2(-0.75 * tl.log2(base)), mask=lrn_channel_mask(inside, c, 128))
-        # Slide the window one channel on
-        a0, a1, a2, a3 = a1, a2, a3, a4
-
-
-@triton.jit
-def lrn_rnorm2_backward_kernel(a_ptr, grad_b_ptr, grad_a_ptr):
-    """grad_a[c] = g[c] s[c] - 2 * 0.0001 * 0.75 * a[c] * (t[c-2] + ... + t[c+2]), where t = g a s / d,
-    d = 2.0 + 0.0001 * (window sum of a^2) and s = d^-0.75, both recomputed from a."""
-    # This program's (image, group) row, its 16 channels from `first`, and its 256 pixels
-    row = tl.program_id(0).to(tl.int64)
-    first = tl.program_id(1) * 16
-    pixels = tl.program_id(2) * 256 + tl.arange(0, 256)
-    inside = pixels < 729
-    # The arithmetic's precision: float32 for float16 and bfloat16 maps (stored back in theirs), else the maps' own
-    wide: tl.constexpr = tl.float64 if a_ptr.dtype.element_ty == tl.float64 else tl.float32
-    a_ptr += row * 93312 + pixels
-    grad_b_ptr += row * 93312 + pixels
-    grad_a_ptr += row * 93312 + pixels
-    # Channel c needs t over c-2..c+2, and t of channel j needs a over j-2..j+2, so the loop computes d, s
-    # and t at the lead channel c+2: a0..a4 hold a of channels c..c+4, t0..t4 hold t of channels
-    # c-2..c+2, q0..q2 hold g*s of channels c..c+2. It starts 4 channels early to fill them.
-    a0 = tl.load(a_ptr + (first - 4) * 729, mask=lrn_channel_mask(inside, first - 4, 128), other=0.0).to(wide)
-    a1 = tl.load(a_ptr + (first - 3) * 729, mask=lrn_channel_mask(inside, first - 3, 128), other=0.0).to(wide)
-    a2 = tl.load(a_ptr + (first - 2) * 729, mask=lrn_channel_mask(inside, first - 2, 128), other=0.0).to(wide)
-    a3 = tl.load(a_ptr + (first - 1) * 729, mask=lrn_channel_mask(inside, first - 1, 128), other=0.0).to(wide)
-    zero = tl.zeros([256], wide)
-    t0, t1, t2, t3 = zero, zero, zero, zero
-    q0, q1 = zero, zero
-    for i in tl.static_range(20):
-        c = first + (i - 4)
-        # a of the channel entering the window, then d, g*s and t at the lead channel c+2
-        a4 = tl.load(a_ptr + (c + 4) * 729, mask=lrn_channel_mask(inside, c + 4, 128), other=0.0).to(wide)
-        base = (a2 * a2 + a1 * a1 + a3 * a3 + a0 * a0 + a4 * a4) * 0.0001 + 2.0
-        g = tl.load(grad_b_ptr + (c + 2) * 729, mask=lrn_channel_mask(inside, c + 2, 128), other=0.0).to(wide)
-        q2 = g * tl.exp2(-0.75 * tl.log2(base))
-        t4 = q2 * a2 / base
-        if i >= 4:
-            # Channel c's gradient, added in the torch backend's order
-            window = t2 + t1 + t3 + t0 + t4
-            tl.store(grad_a_ptr + c * 729, q0 - 2 * 0.0001 * 0.75 * window * a0, mask=lrn_channel_mask(inside, c, 128))
-        # Slide every window one channel on
-        a0, a1, a2, a3 = a1, a2, a3, a4
-        t0, t1, t2, t3 = t1, t2, t3, t4
-        q0, q1 = q1, q2
-
-
-class LRN_rnorm2(torch.autograd.Function):
-    """rnorm2's LRN; it saves only its input, from which the backward recomputes the rest."""
-
-    @staticmethod
-    def forward(ctx, a):
-        a = a.contiguous()
-        b = torch.empty_like(a)
-        # One program per (image, group) row, 16-channel chunk and 256-pixel block, on a's GPU
-        with torch.cuda.device_of(a):
-            lrn_rnorm2_forward_kernel[(a.numel() // 93312, 8, 3)](
-                a, b, num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(a)
-        return b
-
-    @staticmethod
-    def backward(ctx, grad_b):
-        a, = ctx.saved_tensors
-        grad_a = torch.empty_like(a)
-        with torch.cuda.device_of(a):
-            lrn_rnorm2_backward_kernel[(a.numel() // 93312, 8, 3)](
-                a, grad_b.contiguous(), grad_a, num_warps=8, enable_fp_fusion=True)
-        return grad_a
-
-
-lrn_rnorm2 = LRN_rnorm2.apply
-
-
-# pool1: max-pooling, 3 x 3 windows, stride 2, 55 x 55 maps to 27 x 27.
-
-
-@triton.jit
-def maxpool_pool1_forward_kernel(x_ptr, y_ptr, arg_ptr, total):
-    """y = the maximum of each window; arg = its place in the window (row * 3 + column)."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 27 x 27
+def maxpool_forward_kernel(x_ptr, y_ptr, arg_ptr, total, SIZE: tl.constexpr, STRIDE: tl.constexpr,
+                           H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
+    """y = the maximum of each SIZE x SIZE window of the H x W maps; arg = its place in the window (row * SIZE + column)."""
+    # This program's 1024 outputs, as (map, row, column) of N*C maps of OH x OW
     o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
     inside = o < total
-    plane = o // 729
-    row = o // 27 % 27
-    col = o % 27
-    x_ptr += plane * 3025
-    top = row * 2
-    left = col * 2
+    plane = o // (OH * OW)
+    row = o // OW % OH
+    col = o % OW
+    x_ptr += plane * (H * W)
+    top = row * STRIDE
+    left = col * STRIDE
     best = tl.full([1024], -float("inf"), y_ptr.dtype.element_ty)
     arg = tl.zeros([1024], tl.int32)
-    for i in tl.static_range(3):
+    for i in tl.static_range(SIZE):
         # Window row i, then each element (i, j) of it; outside the map they do not count
         h = top + i
-        row_ok = inside & (h >= 0) & (h < 55)
-        for j in tl.static_range(3):
+        row_ok = inside & (h >= 0) & (h < H)
+        for j in tl.static_range(SIZE):
             w = left + j
-            ok = row_ok & (w >= 0) & (w < 55)
-            v = tl.load(x_ptr + h * 55 + w, mask=ok, other=-float("inf"))
+            ok = row_ok & (w >= 0) & (w < W)
+            v = tl.load(x_ptr + h * W + w, mask=ok, other=-float("inf"))
             # Strictly greater keeps the first maximum on ties; a NaN always wins, as in PyTorch
             take = ok & ((v > best) | (v != v))
             best = tl.where(take, v, best)
-            arg = tl.where(take, i * 3 + j, arg)
+            arg = tl.where(take, i * SIZE + j, arg)
     tl.store(y_ptr + o, best, mask=inside)
-    tl.store(arg_ptr + o, arg.to(tl.uint8), mask=inside)
+    tl.store(arg_ptr + o, arg.to(arg_ptr.dtype.element_ty), mask=inside)
 
 
 @triton.jit
-def maxpool_pool1_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total):
+def maxpool_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total, SIZE: tl.constexpr, STRIDE: tl.constexpr,
+                            H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
     """grad_x[h, w] = the sum of grad_y over the windows whose maximum is x[h, w]."""
-    # This program's 1024 inputs, as (map, row, column) of N*C maps of 55 x 55
+    # The output rows (and columns) whose windows can hold one input row: ceil(SIZE / STRIDE)
+    SPAN: tl.constexpr = (SIZE + STRIDE - 1) // STRIDE
+    # This program's 1024 inputs, as (map, row, column) of N*C maps of H x W
     i = tl.program_id(0) * 1024 + tl.arange(0, 1024)
     inside = i < total
-    plane = i // 3025
-    h = i // 55 % 55
-    w = i % 55
-    grad_y_ptr += plane * 729
-    arg_ptr += plane * 729
+    plane = i // (H * W)
+    h = i // W % H
+    w = i % W
+    grad_y_ptr += plane * (OH * OW)
+    arg_ptr += plane * (OH * OW)
     # The windows that can hold (h, w) end at output row last_row and column last_col
-    last_row = h // 2
-    last_col = w // 2
+    last_row = h // STRIDE
+    last_col = w // STRIDE
     # Visit them in output order, so the sum rounds as PyTorch's does, and sum float16 and bfloat16
     # gradients in float32 as PyTorch's CUDA kernel does
     grad = tl.zeros([1024], tl.float64 if grad_x_ptr.dtype.element_ty == tl.float64 else tl.float32)
-    for a in tl.static_range(2):
+    for a in tl.static_range(SPAN):
         # (h, w) sits at row kh of the windows in output row `row`, if that row exists and reaches it
-        row = last_row - 1 + a
-        kh = h - row * 2
-        row_ok = inside & (row >= 0) & (row < 27) & (kh < 3)
-        for b in tl.static_range(2):
-            col = last_col - 1 + b
-            kw = w - col * 2
-            ok = row_ok & (col >= 0) & (col < 27) & (kw < 3)
+        row = last_row - (SPAN - 1) + a
+        kh = h - row * STRIDE
+        row_ok = inside & (row >= 0) & (row < OH) & (kh < SIZE)
+        for b in tl.static_range(SPAN):
+            col = last_col - (SPAN - 1) + b
+            kw = w - col * STRIDE
+            ok = row_ok & (col >= 0) & (col < OW) & (kw < SIZE)
             # Take that window's gradient where its winner is (h, w)
-            out = row * 27 + col
+            out = row * OW + col
             arg = tl.load(arg_ptr + out, mask=ok, other=0)
-            grad += tl.load(grad_y_ptr + out, mask=ok & (arg == kh * 3 + kw), other=0.0).to(grad.dtype)
+            grad += tl.load(grad_y_ptr + out, mask=ok & (arg == kh * SIZE + kw), other=0.0).to(grad.dtype)
     tl.store(grad_x_ptr + i, grad, mask=inside)
 
 
-class MaxPool_pool1(torch.autograd.Function):
-    """pool1's max-pooling; the backward needs only the byte per output saying where each maximum was."""
+class MaxPool(torch.autograd.Function):
+    """Max-pooling with a layer's constants; the backward needs only the place of each output's maximum in its window."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, constants):
         x = x.contiguous()
         n, c = x.shape[:2]
         assert x.numel() < 2**31, "the kernels index with 32-bit integers"
-        y = torch.empty(n, c, 27, 27, dtype=x.dtype, device=x.device)
-        arg = torch.empty(n, c, 27, 27, dtype=torch.uint8, device=x.device)
+        shape = (n, c, constants["OH"], constants["OW"])
+        y = torch.empty(shape, dtype=x.dtype, device=x.device)
+        arg = torch.empty(shape, dtype=torch.uint8, device=x.device)
         with torch.cuda.device_of(x):  # launch on x's GPU, whichever is current
-            maxpool_pool1_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
-                x, y, arg, y.numel(), num_warps=8, enable_fp_fusion=True)
+            maxpool_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
+                x, y, arg, y.numel(), **constants, num_warps=8, enable_fp_fusion=True)
+        ctx.constants = constants
         ctx.save_for_backward(arg)
         return y
 
@@ -802,206 +376,29 @@ class MaxPool_pool1(torch.autograd.Function):
     def backward(ctx, grad_y):
         arg, = ctx.saved_tensors
         n, c = arg.shape[:2]
-        grad_x = torch.empty(n, c, 55, 55, dtype=grad_y.dtype, device=grad_y.device)
+        grad_x = torch.empty(n, c, ctx.constants["H"], ctx.constants["W"], dtype=grad_y.dtype, device=grad_y.device)
         with torch.cuda.device_of(arg):
-            maxpool_pool1_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
-                grad_y.contiguous(), arg, grad_x, grad_x.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_x
+            maxpool_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
+                grad_y.contiguous(), arg, grad_x, grad_x.numel(), **ctx.constants, num_warps=8, enable_fp_fusion=True)
+        return grad_x, None
 
 
-maxpool_pool1 = MaxPool_pool1.apply
+def max_pool2d(x, **constants):
+    """Max-pooling of x, N x C x H x W, with a layer's constants: the kernels' tl.constexpr arguments."""
+    return MaxPool.apply(x, constants)
 
 
-# pool2: max-pooling, 3 x 3 windows, stride 2, 27 x 27 maps to 13 x 13.
-
-
-@triton.jit
-def maxpool_pool2_forward_kernel(x_ptr, y_ptr, arg_ptr, total):
-    """y = the maximum of each window; arg = its place in the window (row * 3 + column)."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 13 x 13
-    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = o < total
-    plane = o // 169
-    row = o // 13 % 13
-    col = o % 13
-    x_ptr += plane * 729
-    top = row * 2
-    left = col * 2
-    best = tl.full([1024], -float("inf"), y_ptr.dtype.element_ty)
-    arg = tl.zeros([1024], tl.int32)
-    for i in tl.static_range(3):
-        # Window row i, then each element (i, j) of it; outside the map they do not count
-        h = top + i
-        row_ok = inside & (h >= 0) & (h < 27)
-        for j in tl.static_range(3):
-            w = left + j
-            ok = row_ok & (w >= 0) & (w < 27)
-            v = tl.load(x_ptr + h * 27 + w, mask=ok, other=-float("inf"))
-            # Strictly greater keeps the first maximum on ties; a NaN always wins, as in PyTorch
-            take = ok & ((v > best) | (v != v))
-            best = tl.where(take, v, best)
-            arg = tl.where(take, i * 3 + j, arg)
-    tl.store(y_ptr + o, best, mask=inside)
-    tl.store(arg_ptr + o, arg.to(tl.uint8), mask=inside)
-
-
-@triton.jit
-def maxpool_pool2_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total):
-    """grad_x[h, w] = the sum of grad_y over the windows whose maximum is x[h, w]."""
-    # This program's 1024 inputs, as (map, row, column) of N*C maps of 27 x 27
-    i = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = i < total
-    plane = i // 729
-    h = i // 27 % 27
-    w = i % 27
-    grad_y_ptr += plane * 169
-    arg_ptr += plane * 169
-    # The windows that can hold (h, w) end at output row last_row and column last_col
-    last_row = h // 2
-    last_col = w // 2
-    # Visit them in output order, so the sum rounds as PyTorch's does, and sum float16 and bfloat16
-    # gradients in float32 as PyTorch's CUDA kernel does
-    grad = tl.zeros([1024], tl.float64 if grad_x_ptr.dtype.element_ty == tl.float64 else tl.float32)
-    for a in tl.static_range(2):
-        # (h, w) sits at row kh of the windows in output row `row`, if that row exists and reaches it
-        row = last_row - 1 + a
-        kh = h - row * 2
-        row_ok = inside & (row >= 0) & (row < 13) & (kh < 3)
-        for b in tl.static_range(2):
-            col = last_col - 1 + b
-            kw = w - col * 2
-            ok = row_ok & (col >= 0) & (col < 13) & (kw < 3)
-            # Take that window's gradient where its winner is (h, w)
-            out = row * 13 + col
-            arg = tl.load(arg_ptr + out, mask=ok, other=0)
-            grad += tl.load(grad_y_ptr + out, mask=ok & (arg == kh * 3 + kw), other=0.0).to(grad.dtype)
-    tl.store(grad_x_ptr + i, grad, mask=inside)
-
-
-class MaxPool_pool2(torch.autograd.Function):
-    """pool2's max-pooling; the backward needs only the byte per output saying where each maximum was."""
-
-    @staticmethod
-    def forward(ctx, x):
-        x = x.contiguous()
-        n, c = x.shape[:2]
-        assert x.numel() < 2**31, "the kernels index with 32-bit integers"
-        y = torch.empty(n, c, 13, 13, dtype=x.dtype, device=x.device)
-        arg = torch.empty(n, c, 13, 13, dtype=torch.uint8, device=x.device)
-        with torch.cuda.device_of(x):  # launch on x's GPU, whichever is current
-            maxpool_pool2_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
-                x, y, arg, y.numel(), num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(arg)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        arg, = ctx.saved_tensors
-        n, c = arg.shape[:2]
-        grad_x = torch.empty(n, c, 27, 27, dtype=grad_y.dtype, device=grad_y.device)
-        with torch.cuda.device_of(arg):
-            maxpool_pool2_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
-                grad_y.contiguous(), arg, grad_x, grad_x.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_x
-
-
-maxpool_pool2 = MaxPool_pool2.apply
-
-
-# pool5: max-pooling, 3 x 3 windows, stride 2, 13 x 13 maps to 6 x 6.
-
-
-@triton.jit
-def maxpool_pool5_forward_kernel(x_ptr, y_ptr, arg_ptr, total):
-    """y = the maximum of each window; arg = its place in the window (row * 3 + column)."""
-    # This program's 1024 outputs, as (map, row, column) of N*C maps of 6 x 6
-    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = o < total
-    plane = o // 36
-    row = o // 6 % 6
-    col = o % 6
-    x_ptr += plane * 169
-    top = row * 2
-    left = col * 2
-    best = tl.full([1024], -float("inf"), y_ptr.dtype.element_ty)
-    arg = tl.zeros([1024], tl.int32)
-    for i in tl.static_range(3):
-        # Window row i, then each element (i, j) of it; outside the map they do not count
-        h = top + i
-        row_ok = inside & (h >= 0) & (h < 13)
-        for j in tl.static_range(3):
-            w = left + j
-            ok = row_ok & (w >= 0) & (w < 13)
-            v = tl.load(x_ptr + h * 13 + w, mask=ok, other=-float("inf"))
-            # Strictly greater keeps the first maximum on ties; a NaN always wins, as in PyTorch
-            take = ok & ((v > best) | (v != v))
-            best = tl.where(take, v, best)
-            arg = tl.where(take, i * 3 + j, arg)
-    tl.store(y_ptr + o, best, mask=inside)
-    tl.store(arg_ptr + o, arg.to(tl.uint8), mask=inside)
-
-
-@triton.jit
-def maxpool_pool5_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total):
-    """grad_x[h, w] = the sum of grad_y over the windows whose maximum is x[h, w]."""
-    # This program's 1024 inputs, as (map, row, column) of N*C maps of 13 x 13
-    i = tl.program_id(0) * 1024 + tl.arange(0, 1024)
-    inside = i < total
-    plane = i // 169
-    h = i // 13 % 13
-    w = i % 13
-    grad_y_ptr += plane * 36
-    arg_ptr += plane * 36
-    # The windows that can hold (h, w) end at output row last_row and column last_col
-    last_row = h // 2
-    last_col = w // 2
-    # Visit them in output order, so the sum rounds as PyTorch's does, and sum float16 and bfloat16
-    # gradients in float32 as PyTorch's CUDA kernel does
-    grad = tl.zeros([1024], tl.float64 if grad_x_ptr.dtype.element_ty == tl.float64 else tl.float32)
-    for a in tl.static_range(2):
-        # (h, w) sits at row kh of the windows in output row `row`, if that row exists and reaches it
-        row = last_row - 1 + a
-        kh = h - row * 2
-        row_ok = inside & (row >= 0) & (row < 6) & (kh < 3)
-        for b in tl.static_range(2):
-            col = last_col - 1 + b
-            kw = w - col * 2
-            ok = row_ok & (col >= 0) & (col < 6) & (kw < 3)
-            # Take that window's gradient where its winner is (h, w)
-            out = row * 6 + col
-            arg = tl.load(arg_ptr + out, mask=ok, other=0)
-            grad += tl.load(grad_y_ptr + out, mask=ok & (arg == kh * 3 + kw), other=0.0).to(grad.dtype)
-    tl.store(grad_x_ptr + i, grad, mask=inside)
-
-
-class MaxPool_pool5(torch.autograd.Function):
-    """pool5's max-pooling; the backward needs only the byte per output saying where each maximum was."""
-
-    @staticmethod
-    def forward(ctx, x):
-        x = x.contiguous()
-        n, c = x.shape[:2]
-        assert x.numel() < 2**31, "the kernels index with 32-bit integers"
-        y = torch.empty(n, c, 6, 6, dtype=x.dtype, device=x.device)
-        arg = torch.empty(n, c, 6, 6, dtype=torch.uint8, device=x.device)
-        with torch.cuda.device_of(x):  # launch on x's GPU, whichever is current
-            maxpool_pool5_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
-                x, y, arg, y.numel(), num_warps=8, enable_fp_fusion=True)
-        ctx.save_for_backward(arg)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        arg, = ctx.saved_tensors
-        n, c = arg.shape[:2]
-        grad_x = torch.empty(n, c, 13, 13, dtype=grad_y.dtype, device=grad_y.device)
-        with torch.cuda.device_of(arg):
-            maxpool_pool5_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
-                grad_y.contiguous(), arg, grad_x, grad_x.numel(), num_warps=8, enable_fp_fusion=True)
-        return grad_x
-
-
-maxpool_pool5 = MaxPool_pool5.apply
+# Each layer's kernels with its constants, which Triton compiles into them
+si_warp_max_conv1 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((34, 34), (55, 55), (88, 88)), OH=55, OW=55)
+lrn_rnorm1 = functools.partial(local_response_norm, SIZE=5, K=2.0, ALPHA=0.0001, BETA=0.75, CHANNELS=48, HW=3025, CHUNK=16, BLOCK=512, num_warps=16)
+maxpool_pool1 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=55, W=55, OH=27, OW=27)
+si_warp_max_conv2 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((17, 17), (27, 27), (42, 42)), OH=27, OW=27)
+lrn_rnorm2 = functools.partial(local_response_norm, SIZE=5, K=2.0, ALPHA=0.0001, BETA=0.75, CHANNELS=128, HW=729, CHUNK=16, BLOCK=256, num_warps=8)
+maxpool_pool2 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=27, W=27, OH=13, OW=13)
+si_warp_max_conv3 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((8, 8), (13, 13), (20, 20)), OH=13, OW=13)
+si_warp_max_conv4 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((8, 8), (13, 13), (20, 20)), OH=13, OW=13)
+si_warp_max_conv5 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((8, 8), (13, 13), (20, 20)), OH=13, OW=13)
+maxpool_pool5 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=13, W=13, OH=6, OW=6)
 
 
 class SiAlexnet(nn.Module):
