@@ -495,20 +495,31 @@ class EpochSampler(Sampler):
     positions, those from rank * batch/W on, batch/W of them (fewer in the last, short batch).
     Where the last batch leaves this process nothing it yields one (epoch, None) placeholder
     instead, so every process takes the same number of steps.
+
+    set_epoch(e, start=p) begins epoch e at position p of its order, as a run stopped mid-epoch
+    resumes: with the batch it stopped at, p = steps taken x batch, and the steps left are exactly
+    those the uninterrupted epoch takes next; with another batch the epoch still sees each image
+    once.
     """
 
     def __init__(self, size: int, seed: int, batch: int = 1, world: World = SINGLE):
-        self.size, self.seed, self.epoch = size, seed, 0
+        self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
         self.batch, self.world = batch, world
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        if not 0 <= start <= self.size:
+            raise ValueError(f"position {start} is outside an epoch of {self.size} images")
+        self.epoch, self.start = epoch, start
+
+    def steps_after(self, position: int) -> int:
+        """The steps of an epoch left after `position` images of its order."""
+        return -(-(self.size - position) // self.batch)
 
     def _positions(self) -> list[int | None]:
         share = self.batch // self.world.size
         positions = []
-        for start in range(0, self.size, self.batch):
-            first = start + self.world.rank * share
+        for begin in range(self.start, self.size, self.batch):
+            first = begin + self.world.rank * share
             mine = list(range(first, min(first + share, self.size)))
             positions += mine or [None]
         return positions

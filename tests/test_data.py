@@ -16,6 +16,7 @@ from PIL import Image
 
 import netdsl
 from netdsl import data
+from netdsl.distributed import World
 from netdsl.errors import NetError
 
 TINY_NET = """
@@ -281,6 +282,34 @@ def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
     assert list(sampler) == first
     sampler.set_epoch(4)
     assert list(sampler) != first
+
+
+@pytest.mark.parametrize("batch, size, world", [(8, 20, 1), (8, 20, 2), (12, 20, 2), (8, 17, 2), (4, 3, 2)])
+def test_an_epoch_begun_mid_way_takes_the_steps_the_whole_epoch_takes_next(batch, size, world):
+    """As a run stopped after k steps resumes: set_epoch(e, start=k * batch)."""
+    def steps(rank, start=0):
+        sampler = data.EpochSampler(size, seed=3, batch=batch, world=World(rank, world))
+        sampler.set_epoch(5, start)
+        keys, share = list(sampler), batch // world
+        assert sampler.steps_after(start) == -(-(size - start) // batch)
+        return [keys[i:i + share] for i in range(0, len(keys), share)]
+
+    for rank in range(world):
+        whole = steps(rank)
+        for taken in range(len(whole) + 1):
+            assert steps(rank, min(taken * batch, size)) == whole[taken:]
+
+
+def test_an_epoch_begun_mid_way_with_another_batch_takes_each_image_left_once():
+    """A run stopped after a step of 8 and resumed at batch 12 on two processes."""
+    def keys(sampler, start):
+        sampler.set_epoch(2, start)
+        return [key for key in sampler if key[1] is not None]
+
+    whole = keys(data.EpochSampler(20, seed=1, batch=8), 0)
+    rest = [key for rank in range(2)
+            for key in keys(data.EpochSampler(20, seed=1, batch=12, world=World(rank, 2)), 8)]
+    assert sorted(rest) == sorted(whole[8:])
 
 
 def test_the_loader_gives_the_same_batches_with_and_without_workers(tmp_path):
