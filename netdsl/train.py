@@ -419,19 +419,23 @@ class Trainer:
     def step(self, batch: data.Batch, number: int) -> tuple[float, int]:
         """One SGD step on a global batch, this process holding its share; (loss sum, images)
         of the whole global batch, (0, 0) where none of its images could be read (no step)."""
-        output_type = self.net.output.type
-        mine = None
+        mine, my_sum = None, 0.0
         if batch.x is not None:
             logits = self.replica(batch.x.to(self.device, non_blocking=True))
-            mine = train_loss(logits, batch.y.to(logits.device), output_type)
-        total, images = self.world.sum([0.0 if mine is None else mine.item(), len(batch.y)])
+            mine = train_loss(logits, batch.y.to(logits.device), self.net.output.type)
+            my_sum = mine.item()
+        elif self.world.size > 1:
+            # a forward pass all the same, and before the step's sum as in every other process:
+            # DDP's forward has exchanges of its own (the buckets it rebuilds once, the buffers it
+            # broadcasts) that must come in the same order everywhere; its zero-weighted loss joins
+            # the gradient exchange, adding nothing
+            shape = self.net.input_shape
+            mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
+        total, images = self.world.sum([my_sum, len(batch.y)])
         if not images:
             return 0.0, 0
         if not math.isfinite(total):
             raise LossNotFinite(total / images, number)
-        if mine is None:  # joins DistributedDataParallel's gradient exchange, adding nothing
-            shape = self.net.input_shape
-            mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages over the processes: this makes the average the global batch's mean
         (mine * (self.world.size / images)).backward()
