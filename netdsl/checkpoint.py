@@ -4,7 +4,9 @@
     state = load(run / "checkpoint.pt")     # NetError if it is missing or unreadable
 
 A checkpoint is a dict of plain tensors, dicts, lists, numbers and strings (so loading
-runs no pickled code): model, optimizer, schedule, epoch, random states, the .net text.
+runs no pickled code): model, optimizer, schedule, epoch, random states, the .net text; and
+`step`, the steps taken of that epoch: 0 (or, in older checkpoints, absent) once it is
+complete, more where a signal stopped the run mid-epoch (netdsl/train.py, EpochProgress).
 
 A checkpoint that cannot be written (a full disk, a quota) raises files.WriteError naming it
 and the cause: the temporary file is removed and the previous checkpoint is untouched, so the

@@ -50,7 +50,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from . import files
+from . import files, preemption
 from .distributed import SINGLE, World
 from .errors import NetError
 
@@ -535,7 +535,7 @@ class EpochSampler(Sampler):
 def _loader(dataset, batch: int, workers: int, sampler=None) -> DataLoader:
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                       collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=workers > 0,
+                      persistent_workers=workers > 0, worker_init_fn=preemption.ignore_in_worker,
                       # the loader's own generator: making it draws nothing from torch's global one
                       generator=torch.Generator().manual_seed(0))
 

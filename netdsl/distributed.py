@@ -79,6 +79,14 @@ class World:
         pieces = np.split(flat.cpu().numpy(), np.cumsum([a.size for a in arrays])[:-1])
         return [piece.reshape(a.shape) for piece, a in zip(pieces, arrays)]
 
+    def gather(self, value) -> list:
+        """Every process's `value` (picklable), in rank order."""
+        if self.size == 1:
+            return [value]
+        values = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
     def from_main(self, fn):
         """fn() run by rank 0 alone; its result, or its NetError, reaches every process."""
         if self.size == 1:

@@ -13,9 +13,19 @@ else, and everything with --data, is the file's recipe.
 RUN (default runs/<net name>) receives checkpoint.pt after every epoch and best.pt whenever
 the validation top-1 error improves, metrics.jsonl (a JSON object an epoch), <name>.net (the
 text trained) and <name>.py (the generated source). A run stopped at any moment, even by
-SIGKILL, resumes with --resume from the end of its last complete epoch and ends with the same
-weights as a run never stopped: checkpoints are replaced atomically, and data order and
-augmentation depend only on (seed, epoch, image).
+SIGKILL, resumes with --resume from its last checkpoint and ends with the same weights as a
+run never stopped: checkpoints are replaced atomically, and data order and augmentation depend
+only on (seed, epoch, image).
+
+SIGTERM (a scheduler's pre-emption) or SIGINT stops the run after the step under way
+(netdsl/preemption.py): checkpoint.pt then holds the epoch's EpochProgress (its steps, its
+position in the epoch's order, its sums so far and each process's random state) and `step`
+> 0; best.pt and metrics.jsonl are not touched; one line on stderr says where it stopped, and
+the exit status is 143 (130). --resume continues at the next step, and the epoch's metrics
+record ends as an uninterrupted one's (times aside). A signal during validation or the save
+stops the run once the epoch's checkpoint is written. Under torchrun the stop travels in each
+step's sum, so every process stops after the same step. A checkpoint without `step` (older
+ones) is a complete epoch's.
 
 One run a folder: the run takes RUN/.lock (netdsl/runlock.py) before it reads or writes
 anything there and holds it to the end; a second `netdsl train` on the folder stops at once
@@ -66,13 +76,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, data, distributed, files, netdiff, runlock, synthetic
+from . import checkpoint, data, distributed, files, netdiff, preemption, runlock, synthetic
 from .distributed import World
 from .errors import NetError
 from .argtypes import count, positive
@@ -168,9 +179,33 @@ def train_loss(logits: torch.Tensor, y: torch.Tensor, output_type: str) -> torch
     return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum")
 
 
-def dropout_seed(seed: int, epoch: int, rank: int) -> int:
-    """The torch seed of an epoch in one process: its dropout masks."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+def dropout_seed(seed: int, epoch: int, rank: int, position: int = 0) -> int:
+    """The torch seed of an epoch in one process: its dropout masks. A run resumed mid-epoch with
+    another number of processes seeds the rest of the epoch from its position in the epoch's order
+    (the masks the uninterrupted run drew, per process, are not to be had)."""
+    entropy = [seed, epoch, rank] + ([position] if position else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+@dataclasses.dataclass
+class EpochProgress:
+    """How far an epoch has gone: what a mid-epoch checkpoint keeps so that the resumed epoch
+    ends as the uninterrupted one would, with the same steps, dropout masks and metrics."""
+    steps: int = 0               # steps taken
+    position: int = 0            # images of the epoch's order taken (data.EpochSampler's start)
+    loss_sum: float = 0.0        # the training loss summed over every process's images
+    images: int = 0
+    skipped_images: int = 0      # over every process
+    data_wait_s: float = 0.0     # the longest any process has waited
+    elapsed_s: float = 0.0       # the slowest process's training time
+    rng: list = dataclasses.field(default_factory=list)  # each rank's checkpoint.rng_states(), in rank order
+
+
+class Stop(NamedTuple):
+    """An epoch the processes agreed to stop after a step of it, on a signal."""
+    signal: int
+    epoch: int
+    progress: EpochProgress
 
 
 # ---------------------------------------------------------------- the run folder
@@ -366,6 +401,8 @@ class Trainer:
     problems: data.ProblemLog
     world: World
     replica: torch.nn.Module   # what trains: the model, or the model under DistributedDataParallel
+    signals: preemption.StopSignals = dataclasses.field(default_factory=preemption.StopSignals)
+    checkpointed: tuple[int, int] | None = None   # (epoch, step) of checkpoint.pt as this run left it
 
     @property
     def latest(self) -> Path:
@@ -385,8 +422,10 @@ class Trainer:
                                batch, self.workers, self.world)
         return train, val
 
-    def restore(self, state: dict, lr: float | None) -> int:
-        """Continue from a checkpoint; the first epoch still to train."""
+    def restore(self, state: dict, lr: float | None) -> tuple[int, EpochProgress]:
+        """Continue from a checkpoint: the first epoch still to train, and how far it has gone (a
+        mid-epoch checkpoint's progress; none after a complete epoch, or from a checkpoint older
+        than `step`)."""
         load_weights(self.model, state, str(self.latest))
         try:
             load_optimizer_state(self.model, self.optimizer, state["optimizer"])
@@ -400,15 +439,30 @@ class Trainer:
         checkpoint.set_rng_states(state["rng"])
         if lr is not None:
             set_lr(self.optimizer, lr)
+        step = state.get("step", 0)
+        self.checkpointed = (state["epoch"], step)
+        if step:
+            return state["epoch"], self._progress_of(state)
         if self.schedule.best_epoch == state["epoch"]:
             # a kill may have come before best.pt was made
             self.world.from_main(lambda: checkpoint.publish_copy(self.latest, self.run_dir / "best.pt"))
-        return state["epoch"] + 1
+        return state["epoch"] + 1, EpochProgress()
 
-    def state(self, epoch: int, record: dict) -> dict:
-        """The checkpoint: plain tensors, dicts, lists, numbers and strings only."""
+    def _progress_of(self, state: dict) -> EpochProgress:
+        try:
+            return EpochProgress(**state["progress"])
+        except (KeyError, TypeError) as err:
+            raise NetError(f"the checkpoint's mid-epoch progress does not fit this version of netdsl: {err}",
+                           str(self.latest)) from None
+
+    def state(self, epoch: int, record: dict | None, progress: EpochProgress | None = None) -> dict:
+        """The checkpoint: plain tensors, dicts, lists, numbers and strings only. `step` is the
+        steps taken of epoch `epoch`: 0 once it is complete (with its metrics record); a
+        mid-epoch checkpoint has its EpochProgress as `progress` instead."""
+        extra = {"progress": dataclasses.asdict(progress)} if progress is not None else {}
         return {
-            "format": FORMAT, "epoch": epoch, "seed": self.seed,
+            "format": FORMAT, "epoch": epoch, "step": progress.steps if progress else 0, **extra,
+            "seed": self.seed,
             "net_name": self.net.name, "net_text": self.net.text, "classes": list(self.train.classes),
             "mean": torch.tensor(self.mean), "config": dataclasses.asdict(self.config),
             "model": self.model.state_dict(), "optimizer": optimizer_state(self.model, self.optimizer),
@@ -416,9 +470,11 @@ class Trainer:
             "metrics": record,
         }
 
-    def step(self, batch: data.Batch, number: int) -> tuple[float, int]:
+    def step(self, batch: data.Batch, number: int) -> tuple[float, int, bool]:
         """One SGD step on a global batch, this process holding its share; (loss sum, images)
-        of the whole global batch, (0, 0) where none of its images could be read (no step)."""
+        of the whole global batch, (0, 0) where none of its images could be read (no step); and
+        whether the processes stop after it: whether any has received a stop signal. That travels
+        in the step's one exchange, so all of them decide alike and stop after the same step."""
         mine, my_sum = None, 0.0
         if batch.x is not None:
             logits = self.replica(batch.x.to(self.device, non_blocking=True))
@@ -431,60 +487,101 @@ class Trainer:
             # the gradient exchange, adding nothing
             shape = self.net.input_shape
             mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
-        total, images = self.world.sum([my_sum, len(batch.y)])
+        total, images, signalled = self.world.sum([my_sum, len(batch.y), self.signals.received])
+        stop = signalled > 0
         if not images:
-            return 0.0, 0
+            return 0.0, 0, stop
         if not math.isfinite(total):
             raise LossNotFinite(total / images, number)
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages over the processes: this makes the average the global batch's mean
         (mine * (self.world.size / images)).backward()
         self.optimizer.step()
-        return total, int(images)
+        return total, int(images), stop
 
-    def train_epoch(self, epoch: int, batches) -> dict:
-        """One pass over the training set: mean loss, images/s and data wait (over all processes)."""
+    def train_epoch(self, epoch: int, batches, start: EpochProgress) -> tuple[EpochProgress, int]:
+        """Epoch `epoch` trained from `start` (an empty EpochProgress: from its first step) to its
+        end, or to the end of a step after which the processes agreed to stop; how far it went
+        (summed, or the longest, over the processes) and the stop's signal (0: none)."""
         self.replica.train()
-        batches.sampler.set_epoch(epoch)
-        torch.manual_seed(dropout_seed(self.seed, epoch, self.world.rank))
-        total, images, wait = 0.0, 0, 0.0
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{self.config.epochs}", unit="batch",
-                   leave=False, disable=None if self.world.main else True, file=sys.stderr)
-        start = ready = time.perf_counter()
-        for number, batch in enumerate(batches, 1):
+        sampler = batches.sampler
+        sampler.set_epoch(epoch, start.position)
+        self._set_dropout_state(epoch, start)
+        if self.world.main:  # the sum over the processes at the end of the epoch counts it once
+            self.problems.skipped += start.skipped_images
+        done, wait, signal = dataclasses.replace(start, rng=[]), 0.0, 0
+        bar = tqdm(total=start.steps + sampler.steps_after(start.position), initial=start.steps,
+                   desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
+                   disable=None if self.world.main else True, file=sys.stderr)
+        begin = ready = time.perf_counter()
+        for number, batch in enumerate(batches, start.steps + 1):
             wait += time.perf_counter() - ready
             self.problems.note(batch.problems)
-            loss, count = self.step(batch, number)
-            total, images = total + loss, images + count
+            loss, count, stop = self.step(batch, number)
+            done.steps, done.position = number, min(done.position + sampler.batch, sampler.size)
+            done.loss_sum, done.images = done.loss_sum + loss, done.images + count
             if count:
                 bar.set_postfix(loss=f"{loss / count:.3f}",
-                                img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
+                                img_s=f"{(done.images - start.images) / (time.perf_counter() - begin):.0f}",
+                                refresh=False)
             bar.update()
+            if stop:
+                signal = self.agreed_signal()
+                break
             ready = time.perf_counter()
         bar.close()
-        if not images:
-            raise NetError("no training image could be read this epoch: every one was skipped")
-        elapsed, wait = self.world.max([time.perf_counter() - start, wait])
-        return {"train_loss": total / images, "images_per_s": images / elapsed, "data_wait_s": wait}
+        done.elapsed_s, done.data_wait_s = self.world.max([start.elapsed_s + time.perf_counter() - begin,
+                                                           start.data_wait_s + wait])
+        return done, signal
 
-    def epoch(self, epoch: int, train_batches, val_batches) -> dict:
-        """Train one epoch, validate, step the schedule; the epoch's metrics record."""
+    def _set_dropout_state(self, epoch: int, start: EpochProgress) -> None:
+        """The random state dropout draws from at `start`: seeded from (seed, epoch, rank) at the
+        epoch's first step; mid-epoch, the state this process had there, from the checkpoint."""
+        rank = self.world.rank
+        if start.steps and len(start.rng) == self.world.size:
+            checkpoint.set_rng_states(start.rng[rank])
+        else:
+            torch.manual_seed(dropout_seed(self.seed, epoch, rank, start.position))
+
+    def agreed_signal(self) -> int:
+        """The stop signal any process has received (the same answer in all of them); 0: none."""
+        return int(self.world.max([self.signals.received])[0])
+
+    def _checkpointed_text(self) -> str:
+        if self.checkpointed is None:
+            return "no checkpoint was written"
+        epoch, step = self.checkpointed
+        return f"{self.latest} (epoch {epoch}{f', step {step}' if step else ''}) is the last good checkpoint"
+
+    def epoch(self, epoch: int, train_batches, val_batches, start: EpochProgress) -> dict | Stop:
+        """Train one epoch (from `start`), validate, step the schedule; the epoch's metrics record,
+        or a Stop where the processes agreed to stop in the middle of it."""
         lr = get_lr(self.optimizer)
         try:
-            record = self.train_epoch(epoch, train_batches)
+            done, signal = self.train_epoch(epoch, train_batches, start)
         except LossNotFinite as err:
-            kept = (f"{self.latest} (epoch {epoch - 1}) is the last good checkpoint"
-                    if epoch > 1 else "no checkpoint was written")
-            raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; "
-                           f"training stopped and {kept}; a smaller --lr may help") from None
+            raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; training "
+                           f"stopped and {self._checkpointed_text()}; a smaller --lr may help") from None
+        if signal:
+            return Stop(signal, epoch, self._with_every_process_state(done))
+        if not done.images:
+            raise NetError("no training image could be read this epoch: every one was skipped")
         result = evaluate(self.model, val_batches, self.net.output.type, self.device,
                           self.problems, self.world)
         next_lr, best = self.schedule.after_epoch(epoch, lr, result["top1_err"])
         set_lr(self.optimizer, next_lr)
         skipped = int(self.world.sum([self.problems.take()])[0])
-        return {"epoch": epoch, **record, "val_loss": result["loss"],
-                "val_top1_err": result["top1_err"], "val_top5_err": result["top5_err"],
-                "lr": lr, "skipped_images": skipped, "best": best}
+        return {"epoch": epoch, "train_loss": done.loss_sum / done.images,
+                "images_per_s": done.images / done.elapsed_s, "data_wait_s": done.data_wait_s,
+                "val_loss": result["loss"], "val_top1_err": result["top1_err"],
+                "val_top5_err": result["top5_err"], "lr": lr, "skipped_images": skipped, "best": best}
+
+    def _with_every_process_state(self, done: EpochProgress) -> EpochProgress:
+        """`done` with the images skipped so far in every process, and every process's random
+        states (each draws its own dropout masks): a mid-epoch checkpoint's progress."""
+        skipped = int(self.world.sum([self.problems.take()])[0])
+        rng = self.world.gather(checkpoint.rng_states())
+        return dataclasses.replace(done, skipped_images=skipped, rng=rng)
 
     def save(self, epoch: int, record: dict) -> None:
         """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them, or a write that
@@ -494,6 +591,11 @@ class Trainer:
         checkpoint.save(self.state(epoch, record), self.latest)
         if record["best"]:
             checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
+
+    def save_mid_epoch(self, stop: Stop) -> None:
+        """checkpoint.pt of an epoch stopped mid-way, replaced atomically as every checkpoint is;
+        no metrics line (the epoch has none yet), and best.pt, a complete epoch's, untouched."""
+        checkpoint.save(self.state(stop.epoch, None, stop.progress), self.latest)
 
 
 def run(args) -> int:
@@ -552,7 +654,7 @@ def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
     state = world.from_main(lambda: _resume_state(run_dir, args.resume, net))
     workers = default_workers() if args.workers is None else args.workers
     trainer = _setup(args, net, run_dir, state, workers, world, devices)
-    first = trainer.restore(state, args.lr) if state is not None else 1
+    first, start = trainer.restore(state, args.lr) if state is not None else (1, EpochProgress())
     epochs = trainer.config.epochs
     world.from_main(lambda: _trim_metrics(run_dir / "metrics.jsonl", first - 1))
     if first > epochs:
@@ -561,8 +663,36 @@ def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
                   "pass --epochs to train longer")
         return 0
     train_batches, val_batches = trainer.loaders()
-    for epoch in range(first, epochs + 1):
-        record = trainer.epoch(epoch, train_batches, val_batches)
-        world.from_main(lambda: _save_epoch(trainer, epoch, record))
+    with trainer.signals:  # SIGTERM and SIGINT caught from here to the end of the epochs
+        status = _train_epochs(trainer, first, start, train_batches, val_batches)
     world.save_debug_state(trainer.model)
+    return status
+
+
+def _train_epochs(trainer: Trainer, first: int, start: EpochProgress, train_batches, val_batches) -> int:
+    """Epochs `first` to the last, the first from `start`; 0 once the last is saved, or the exit
+    status of a stop signal once its checkpoint is (after the step, or the epoch, under way)."""
+    world, epochs = trainer.world, trainer.config.epochs
+    for epoch in range(first, epochs + 1):
+        outcome = trainer.epoch(epoch, train_batches, val_batches, start)
+        start = EpochProgress()
+        if isinstance(outcome, Stop):
+            world.from_main(lambda: trainer.save_mid_epoch(outcome))
+            trainer.checkpointed = (epoch, outcome.progress.steps)
+            steps = outcome.progress.steps + train_batches.sampler.steps_after(outcome.progress.position)
+            return _stopped(trainer, outcome.signal,
+                            f"in epoch {epoch} of {epochs}, after step {outcome.progress.steps} of {steps}")
+        world.from_main(lambda: _save_epoch(trainer, epoch, outcome))
+        trainer.checkpointed = (epoch, 0)
+        # a signal during validation or the save stops the run here, not a step into the next epoch
+        if epoch < epochs and (signal := trainer.agreed_signal()):
+            return _stopped(trainer, signal, f"after epoch {epoch} of {epochs}")
     return 0
+
+
+def _stopped(trainer: Trainer, signal: int, where: str) -> int:
+    """Rank 0's line saying where the run stopped and how to go on; the exit status."""
+    if trainer.world.main:
+        print(f"{trainer.run_dir}: stopped by {preemption.name(signal)} {where}; {trainer.latest.name} "
+              "holds it: run the same command with --resume to continue", file=sys.stderr, flush=True)
+    return preemption.exit_status(signal)
