@@ -3,7 +3,10 @@
     netdsl compile nets/alexnet.net            # the per-layer table
     netdsl train nets/alexnet.net              # train on the built-in data
 
-A user error (NetError) prints one line on stderr and exits 2, never a traceback.
+A user error (NetError) prints one line on stderr and exits 2, never a traceback; under
+torchrun rank 0 alone prints it and every process exits 2 (netdsl/distributed.py). `netdsl
+train` stopped by SIGTERM or SIGINT exits 143 or 130 once its checkpoint is written
+(netdsl/preemption.py); elsewhere SIGINT exits 130 at once.
 """
 from __future__ import annotations
 

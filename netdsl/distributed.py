@@ -23,6 +23,13 @@ backward. Rank 0 alone writes the run folder; errors that rank 0 alone can find
 (from_main) or that any process may find (together) reach every process as the same
 NetError, so no process waits forever for one that has stopped.
 
+A user error (NetError) that any process meets, every process or one alone (its machine's copy
+of the data, say), ends them all at once: the session posts it on a board in the process
+group's key-value store, which every process watches from a thread, wherever it is (in its own
+work, or waiting in an exchange for the process that stopped); rank 0 prints it, once, and every
+process exits with status 2 (_ErrorBoard). Errors before the processes have met (a batch that
+does not divide, a device the machine lacks) are printed by each process that meets them.
+
 NETDSL_DEBUG_RANK_STATE=DIR: at the end of a run each process saves the weights it holds to
 DIR/rank<R>.pt (a state dict), so a person or a test can check that the replicas agree.
 """
@@ -30,7 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import json
 import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +222,8 @@ def _process_devices(devices: list[str] | None, local_rank: int) -> list[str] | 
 @contextlib.contextmanager
 def session(devices: list[str] | None):
     """(World, this process's devices) for the run inside; the process group closed afterwards.
+    A NetError the run raises, in any process, ends every process with status 2, rank 0 alone
+    printing it (_ErrorBoard).
 
     Without torchrun: SINGLE and `devices` as given.
     """
@@ -227,7 +241,107 @@ def session(devices: list[str] | None):
     except (RuntimeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise NetError(f"cannot join the other training processes: {first}") from None
+    world = World(rank, size, local_rank, gpus[0] if gpus else torch.device("cpu"))
+    board = _ErrorBoard(world)
     try:
-        yield World(rank, size, local_rank, gpus[0] if gpus else torch.device("cpu")), placed
+        yield world, placed
+    except NetError as err:
+        board.post(err)  # does not return: the board's watcher ends the process
+    except BaseException:
+        board.close()
+        raise
+    else:
+        board.close()
+        # no process looks at the board once rank 0, which may hold the store, has gone on to exit
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------- a user error ends every process
+
+_BOARD_POLL_S = 0.1     # how often each process looks at the board
+_BOARD_ACK_S = 10.0     # how long a process waits for the others to have seen the error
+
+
+class _ErrorBoard:
+    """The first user error any process meets, posted where every process sees it.
+
+    Without it, a NetError that one process alone meets ends that process while the others wait
+    for it in their next exchange, until the process group times out or the transport notices,
+    each then printing a traceback of its own. The board is a key in the process group's
+    key-value store (torchrun's TCPStore at MASTER_ADDR:MASTER_PORT), reached through a client of
+    its own; a thread of each process looks at it every _BOARD_POLL_S, which works wherever the
+    main thread is, blocked in an exchange (gloo's or NCCL's) included. The first error posted
+    wins. Rank 0 prints it; then each process counts itself as having seen it and waits until all
+    have (at most _BOARD_ACK_S, for a process that is gone) before it exits with status 2, so
+    that torchrun, which stops the other processes as soon as one exits, cannot stop rank 0
+    before it has printed; rank 0 exits last, so that a store it holds (without torchrun's agent)
+    outlives every other process's use of it.
+    """
+
+    def __init__(self, world: World):
+        self.world = world
+        client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                               wait_for_workers=False, timeout=datetime.timedelta(seconds=60))
+        # torchrun's store serves every restart of the job: a restart must not see the last one's error
+        run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        self.store = dist.PrefixStore(f"netdsl/{run}/{restart}/", client)
+        self.lock = threading.Lock()   # the client is used by the watcher and by post()
+        self.closed = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="netdsl-error-board", daemon=True)
+        self.watcher.start()
+
+    def post(self, err: NetError):
+        """Put `err` on the board (unless an error is there already) and let the watcher end the
+        process; where the store is gone (rank 0's host has died), end it here."""
+        try:
+            with self.lock:
+                if self.store.add("posts", 1) == 1:
+                    self.store.set("error", json.dumps([err.message, err.path, err.line, err.col]))
+        except RuntimeError:
+            self._exit(err, acknowledge=False)
+        self.watcher.join()  # it ends the process, or returns where it lost the store meanwhile
+        self._exit(err, acknowledge=False)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.watcher.join()
+
+    def _watch(self) -> None:
+        while not self.closed.wait(_BOARD_POLL_S):
+            try:
+                with self.lock:
+                    posted = self.store.get("error") if self.store.check(["error"]) else None
+            except RuntimeError:
+                return  # the store has gone with its host's process: the run is over
+            if posted is not None:
+                self._exit(NetError(*json.loads(posted)), acknowledge=True)
+
+    def _exit(self, err: NetError, acknowledge: bool):
+        """Print `err` (rank 0 alone, unless no other process can) and exit with status 2; with
+        `acknowledge`, once every process has seen it, and rank 0 after all the others."""
+        if self.world.main or not acknowledge:
+            print(err, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if acknowledge:
+            with contextlib.suppress(RuntimeError):  # the store's host has gone: nobody to wait for
+                self._add("seen", 1)
+                self._wait_for("seen", self.world.size)
+                if self.world.main:
+                    self._wait_for("left", self.world.size - 1)
+                else:
+                    self._add("left", 1)  # its last use of the store
+        os._exit(2)
+
+    def _add(self, key: str, amount: int) -> int:
+        with self.lock:
+            return self.store.add(key, amount)
+
+    def _wait_for(self, key: str, count: int) -> None:
+        """Until the counter `key` reaches `count`, or _BOARD_ACK_S has passed."""
+        deadline = time.monotonic() + _BOARD_ACK_S
+        while self._add(key, 0) < count and time.monotonic() < deadline:
+            time.sleep(0.02)

@@ -1,16 +1,19 @@
-"""Faults under data parallelism: a stop signal that reaches one rank.
+"""Faults under data parallelism: a stop signal that reaches one rank, a user error that one rank
+meets, a user error every rank meets.
 
     pytest tests/test_distributed_faults.py
 
-Two training processes on gloo over loopback, started the way torchrun starts them (RANK,
-WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in each one's environment), without
-torchrun's agent in between, so that each process's exit status and output can be checked. The
-signal comes from inside rank 1, at a chosen step, through a wrapper around Trainer.step that
-the test's `python -c` program installs before it runs the command, so that the step it stops
-after, and so what the resume must get right, is known.
+Two training processes on gloo over loopback. Most tests start them the way torchrun does
+(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in each one's environment), without
+torchrun's agent in between, so that each process's exit status, output and moment of exit can be
+checked, and each rank given its own --data, as machines with their own copies of the data are.
+One test runs torchrun itself. The signal comes from inside rank 1, at a chosen step, through a
+wrapper around Trainer.step that the test's `python -c` program installs before it runs the
+command, so that the step it stops after, and so what the resume must get right, is known.
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -134,3 +137,53 @@ def test_sigterm_in_one_rank_stops_both_after_the_same_step_and_resume_ends_as_n
     resumed = Ranks(net, [folder, folder], run, "--epochs", 3, "--resume").finish(timeout=120)
     assert [code for code, _, _ in resumed] == [0, 0], resumed
     assert_same_training(run, whole)
+
+
+# ---------------------------------------------------------------- user errors
+
+def _one_error_line(results, ranks: Ranks) -> str:
+    """Every rank exited 2 within a few seconds of the first; rank 0 printed one line, the others
+    nothing; that line."""
+    assert [code for code, _, _ in results] == [2, 2], results
+    assert ranks.spread < 5.0, ranks.ended
+    assert [err for _, _, err in results[1:]] == [""]
+    err = results[0][2].strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("bad_rank", [1, 0])
+def test_a_data_folder_one_rank_alone_finds_wrong_ends_every_rank_with_2_printed_once(tmp_path, bad_rank):
+    """Rank `bad_rank`'s copy of the data has a fourth class: it alone finds the class count wrong,
+    while the other goes on to the first exchange and would wait there for it."""
+    good = make_folder(tmp_path / "good", classes=3, train=2, val=1)
+    bad = make_folder(tmp_path / "bad", classes=4, train=2, val=1)
+    data = [bad, good] if bad_rank == 0 else [good, bad]
+    ranks = Ranks(tiny_net(tmp_path), data, tmp_path / "run", "--epochs", 1)
+    err = _one_error_line(ranks.finish(timeout=120), ranks)
+    assert err == f"{bad}: error: train/ has 4 classes but the network's output [prob] has 3"
+
+
+def test_a_damaged_checkpoint_every_rank_finds_is_printed_once(tmp_path):
+    folder = make_folder(tmp_path / "data", classes=3, train=2, val=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip")
+    ranks = Ranks(tiny_net(tmp_path), [folder, folder], tmp_path / "run", "--resume")
+    err = _one_error_line(ranks.finish(timeout=120), ranks)
+    assert err == (f"{tmp_path / 'run' / 'checkpoint.pt'}: error: cannot read it as a checkpoint: "
+                   "the file is damaged, or it was not written by netdsl train")
+
+
+def test_under_torchrun_a_user_error_is_printed_once_and_every_worker_exits_2(tmp_path):
+    folder = make_folder(tmp_path / "data", classes=3, train=2, val=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               *NETDSL[1:], "train", str(tiny_net(tmp_path)), "--data", str(folder),
+               "--out", str(tmp_path / "run"), "--workers", "0", "--resume"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.stderr.count("error: cannot read it as a checkpoint") == 1, result.stderr
+    # torchrun's report of its workers: each one's exit status
+    assert sorted(re.findall(r"rank\s*: (\d) \(local_rank.*\n\s*exitcode\s*: (-?\d+)", result.stderr)) == \
+        [("0", "2"), ("1", "2")], result.stderr
