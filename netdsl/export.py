@@ -10,9 +10,9 @@ Needs the onnx package (`pip install -e ".[onnx]"`).
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from . import files
 from .argtypes import positive
 from .errors import NetError
 
@@ -33,18 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the batch size the model takes: `dynamic` (the default) any, N only N")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """The whole file or none: a temporary file beside it, renamed over it."""
+def write_model(path: Path, data: bytes) -> None:
+    """The whole file or none (files.replace); -o naming a folder is refused first."""
     if path.is_dir():
         raise NetError("is a directory; -o wants a file name", str(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise NetError(f"cannot write it: {err.strerror}", str(path)) from None
+    files.replace(path, data)
 
 
 def run(args) -> int:
@@ -65,7 +58,7 @@ def run(args) -> int:
     model = compile_net(net, backend="torch")
     load_weights(model, {"model": state}, args.checkpoint)   # the checkpoint must be this network's
     proto = to_onnx(net, model.state_dict(), args.batch)
-    write_atomically(output, proto.SerializeToString())
+    write_model(output, proto.SerializeToString())
     batch = "N" if args.batch is None else args.batch
     print(f"{output}: {net.name} as ONNX opset {OPSET}, input `{net.data.name}` {batch} x {net.input_shape}, "
           f"output `{proto.graph.output[0].name}` {batch} x {net.classes} (before the {net.output.type})")

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
-from .errors import NetError
+from . import files
 from .ir import Net
 from .layers import RECIPE_KEYS, REGISTRY, WEIGHT_KEYS
 from .values import written
@@ -98,21 +97,11 @@ def _backend(choice: str) -> str:
     return "triton" if torch.cuda.is_available() else "torch"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise NetError(f"cannot write it: {err.strerror}", str(path)) from None
-
-
 def run(args) -> int:
     from . import generate_source, parse_file
 
     net = parse_file(args.net)
     if args.output:
-        write_atomically(Path(args.output), generate_source(net, _backend(args.backend)))
+        files.replace(Path(args.output), generate_source(net, _backend(args.backend)))
     print(json.dumps(report(net), indent=2) if args.json else table(net))
     return 0
