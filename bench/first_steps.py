@@ -13,6 +13,7 @@ paper's dropout with inverted dropout on the same weights and batches.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 
 import torch
@@ -54,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.net) as f:
         net = netdsl.parse_string(with_rescale(f.read(), args.rescale), args.net)
-    config = net.train.__class__(**{**net.train.__dict__, **synthetic.recipe_changes(net.train)})
+    config = dataclasses.replace(net.train, **synthetic.recipe_changes(net.train))
     torch.manual_seed(args.seed)
     model = netdsl.compile_net(net, backend="torch")
     weighted = [layer.name for layer in net.layers if layer.params]
