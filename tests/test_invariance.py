@@ -88,16 +88,22 @@ def test_scores_match_the_hand_derived_values(tmp_path):
     assert invariance.invariance_scores(model, net, squares(), SCALES, top=0.5)["feature"] == 50.0
 
 
-def test_mean_is_subtracted_after_rescaling(tmp_path, monkeypatch):
-    """The network sees rescale(raw) - mean, as it saw raw - mean in training: a shrunk
-    image's new border is background (0) minus the mean."""
-    net, model = hand_made(tmp_path)
+def _inputs_seen(monkeypatch, model, net):
+    """Scores of squares + 50 at scales 0.5 and 1 with mean 50, and the two inputs the network
+    was fed: the natural images and the shrunk ones."""
     seen = []
     call = invariance.LayerTaps.__call__
     monkeypatch.setattr(invariance.LayerTaps, "__call__", lambda taps, x: seen.append(x) or call(taps, x))
     scores = invariance.unit_scores(model, net, squares() + 50, (0.5, 1.0), mean=50.0)
+    return scores, seen[0], seen[1]
+
+
+def test_mean_is_subtracted_after_rescaling(tmp_path, monkeypatch):
+    """The network sees rescale(raw) - mean, as it saw raw - mean in training: a shrunk
+    image's new border is background (0) minus the mean."""
+    net, model = hand_made(tmp_path)
+    scores, natural, shrunk = _inputs_seen(monkeypatch, model, net)
     assert scores["peak"][0] == 100
-    natural, shrunk = seen[0], seen[1]
     assert natural.min() == 0 and shrunk[:, :, 0, 0].eq(-50).all()
 
 
@@ -106,12 +112,8 @@ def test_the_network_sees_its_train_scale_times_the_pixels_minus_the_mean(tmp_pa
     (tmp_path / "squares.net").write_text(NET + "\n[train]\nscale = 0.5\n")
     net = netdsl.parse_file(tmp_path / "squares.net")
     _, model = hand_made(tmp_path)
-    seen = []
-    call = invariance.LayerTaps.__call__
-    monkeypatch.setattr(invariance.LayerTaps, "__call__", lambda taps, x: seen.append(x) or call(taps, x))
-    scores = invariance.unit_scores(model, net, squares() + 50, (0.5, 1.0), mean=50.0)
+    scores, natural, shrunk = _inputs_seen(monkeypatch, model, net)
     assert scores["peak"][0] == 100
-    natural, shrunk = seen[0], seen[1]
     assert natural.max() == 100 and shrunk[:, :, 0, 0].eq(-25).all()   # (200 + 50 - 50) / 2, (0 - 50) / 2
 
 

@@ -85,23 +85,24 @@ def test_the_optimizer_state_is_the_velocity():
     assert torch.equal(opt.state[w]["velocity"], torch.full((2, 2), -LR * 2.0))
 
 
-def test_plateau_divides_lr_after_patience_epochs_without_improvement():
-    schedule = Schedule("plateau", 0.1, patience=2)
-    lrs, lr = [], 0.01
-    for epoch, err in enumerate([0.9, 0.8, 0.85, 0.8, 0.7, 0.75, 0.71, 0.72], 1):
+def _plateau(errors, lr=0.01):
+    """A patience-2 plateau schedule fed these validation errors: (it, each epoch's lr, the lr after)."""
+    schedule, lrs = Schedule("plateau", 0.1, patience=2), []
+    for epoch, err in enumerate(errors, 1):
         lrs.append(lr)
         lr, _ = schedule.after_epoch(epoch, lr, err)
+    return schedule, lrs, lr
+
+
+def test_plateau_divides_lr_after_patience_epochs_without_improvement():
+    schedule, lrs, _ = _plateau([0.9, 0.8, 0.85, 0.8, 0.7, 0.75, 0.71, 0.72])
     assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001])
     assert (schedule.best_err, schedule.best_epoch) == (0.7, 5)
 
 
 def test_plateau_keeps_lr_while_the_error_has_never_moved_below_its_first_epoch():
     """Flat at chance is not 'stopped improving': the rate is cut only once it has improved."""
-    schedule = Schedule("plateau", 0.1, patience=2)
-    lrs, lr = [], 0.01
-    for epoch, err in enumerate([0.9, 0.9, 0.9, 0.9, 0.6, 0.7, 0.65, 0.62], 1):
-        lrs.append(lr)
-        lr, _ = schedule.after_epoch(epoch, lr, err)
+    schedule, lrs, lr = _plateau([0.9, 0.9, 0.9, 0.9, 0.6, 0.7, 0.65, 0.62])
     assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.001])
     assert (schedule.best_epoch, lr) == (5, pytest.approx(0.001))
 
