@@ -3,8 +3,9 @@
     netdsl train nets/alexnet.net                           # on the built-in shapes, 5 epochs
     netdsl train nets/alexnet.net --data imagenet/ --out runs/alexnet
     netdsl train nets/alexnet.net --data imagenet/ --resume  # continue runs/alexnet
+    netdsl train nets/mnist_scale_si.net --data fmnist-scale-0 --epochs 60 --schedule "multistep(42, 54)"
 
---epochs, --batch and --lr override the [train] section. Without --data the run uses the
+--epochs, --batch, --lr and --schedule override the [train] section. Without --data the run uses the
 built-in dataset (netdsl/synthetic.py) with a budget of its own, printed when it starts: unless
 the flags say otherwise, 10 epochs at batch 32 rather than the [train] section's (90 at 128
 for AlexNet), so a first run ends in minutes and still takes enough steps to learn. Everything
@@ -83,13 +84,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, data, distributed, files, netdiff, preemption, runlock, synthetic
+from . import checkpoint, data, distributed, files, netdiff, preemption, runlock, synthetic, values
 from .distributed import World
 from .errors import NetError
 from .argtypes import count, positive
 from .evaluate import (add_model_arguments, build_model, check_devices, default_devices, default_workers,
                        evaluate, flushing_denormals, load_weights)
 from .optim import get_lr, make_optimizer, set_lr
+from .check import TRAIN_KEYS
+from .parse import parse_text
 from .placement import load_optimizer_state, optimizer_state
 
 FORMAT = 1
@@ -104,6 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive, metavar="N", help="override [train] epochs")
     parser.add_argument("--batch", type=positive, metavar="N", help="override [train] batch")
     parser.add_argument("--lr", type=positive_float, metavar="X", help="override [train] lr")
+    parser.add_argument("--schedule", type=schedule_flag, metavar="S",
+                        help="override [train] schedule, written as in the file: "
+                             "`multistep(42, 54)`, `step(0.9)`, `plateau`, `none`")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     parser.add_argument("--seed", type=count, metavar="N",
                         help="seeds the initial weights, data order, augmentation and dropout "
@@ -119,6 +125,17 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got `{text}`")
     return value
+
+
+def schedule_flag(text: str) -> tuple[str, float | None, tuple[int, ...]]:
+    """--schedule, read by the file's own grammar and checks: a shorter run can keep the file's
+    stages in proportion (`--epochs 60 --schedule "multistep(42, 54)"` for 1000 epochs of
+    `multistep(700, 900)`) without an edit to the file."""
+    try:
+        document = parse_text(f"[train]\nschedule = {text}\n", "--schedule")
+        return values.schedule(document.sections[0].entries[0].value)
+    except NetError as err:
+        raise argparse.ArgumentTypeError(f"{err.message} in `{text}`") from None
 
 
 # ---------------------------------------------------------------- the schedule
@@ -326,13 +343,33 @@ def _resume_state(run_dir: Path, resume: bool, net) -> dict | None:
 def _flags(args, net) -> dict:
     """The [train] keys the run changes: the flags, and for the built-in data its own budget."""
     flags = {key: getattr(args, key) for key in ("epochs", "batch", "lr") if getattr(args, key) is not None}
+    if args.schedule is not None:
+        kind, own_factor, milestones = args.schedule
+        # multistep cuts by the file's `gamma`, which a file of another schedule cannot write
+        gamma = net.train.gamma if net.train.schedule == "multistep" else TRAIN_KEYS["gamma"].default
+        flags.update(schedule=kind, milestones=milestones, gamma=gamma if own_factor is None else own_factor)
     builtin = synthetic.recipe_changes(net.train) if args.data is None else {}
     return {**builtin, **flags}
+
+
+def _check_milestones(config, args, net) -> None:
+    """A milestone past the last epoch never cuts lr: an error in a flag, a warning when --epochs
+    shortens the file's own schedule (the run is then the protocol's first epochs)."""
+    late = [epoch for epoch in config.milestones if epoch > config.epochs]
+    if not late:
+        return
+    if args.schedule is not None:
+        raise NetError(f"--schedule: milestone {late[0]} comes after the last epoch ({config.epochs}): "
+                       "lr would never be cut there")
+    print(f"warning: {net.path}: {config.epochs} epochs end before the schedule's milestone "
+          f"{late[0]}, so lr is not cut there; --schedule stages a shorter run", file=sys.stderr)
 
 
 def _resolve(args, net, state):
     """The [train] recipe with the flags applied, and the seed."""
     config = dataclasses.replace(net.train, **_flags(args, net))
+    if state is None:  # a resumed run keeps its checkpoint's schedule
+        _check_milestones(config, args, net)
     seed = args.seed if args.seed is not None else (state["seed"] if state else 0)
     return config, seed
 

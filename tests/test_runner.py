@@ -146,6 +146,40 @@ def test_a_bad_flag_exits_2(tmp_path, folder, capsys):
     assert "expected a positive integer" in capsys.readouterr().err
 
 
+def test_schedule_flag_stages_a_shorter_run_as_the_file_would(tmp_path, folder):
+    # tiny.net says step(0.5); the flag replaces it, with the file's checks, for this run only
+    net = tiny_net(tmp_path)
+    assert train(net, folder, tmp_path / "run", "--epochs", 4, "--lr", 0.002,
+                 "--schedule", "multistep(1, 3)") == 0
+    lrs = [r["lr"] for r in metrics(tmp_path / "run")]
+    assert lrs == pytest.approx([0.002, 0.0002, 0.0002, 0.00002])      # gamma 0.1 after epochs 1 and 3
+    config = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["schedule"], list(config["milestones"])) == ("multistep", [1, 3])
+
+
+@pytest.mark.parametrize("schedule, phrase", [
+    ("multistep(3, 2)", "milestones must increase: 2 comes after 3"),
+    ("multistep(9)", "--schedule: milestone 9 comes after the last epoch (2)"),
+    ("stepp(0.5)", "did you mean `step`?"),
+])
+def test_a_bad_schedule_flag_exits_2_and_writes_nothing(tmp_path, folder, capsys, schedule, phrase):
+    try:
+        code = train(tiny_net(tmp_path), folder, tmp_path / "run", "--epochs", 2, "--schedule", schedule)
+    except SystemExit as exit_:      # argparse's own refusal
+        code = exit_.code
+    err = _one_line_error(capsys, code)
+    assert phrase in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_epochs_that_end_before_the_files_milestones_are_warned_of(tmp_path, folder, capsys):
+    net = tiny_net(tmp_path)
+    net.write_text(net.read_text().replace("epochs = 3", "epochs = 6").replace("step(0.5)", "multistep(5)"))
+    assert train(net, folder, tmp_path / "run", "--epochs", 2) == 0
+    assert "2 epochs end before the schedule's milestone 5" in capsys.readouterr().err
+    assert [r["lr"] for r in metrics(tmp_path / "run")][0] == [r["lr"] for r in metrics(tmp_path / "run")][1]
+
+
 def test_a_device_this_machine_lacks_exits_2_before_anything_is_written(tmp_path, folder, capsys):
     # cuda:99: no machine has it, with or without a GPU
     err = _one_line_error(capsys, train(tiny_net(tmp_path), folder, tmp_path / "run", "--devices", "cuda:99"))
