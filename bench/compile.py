@@ -13,9 +13,9 @@ import statistics
 import time
 from pathlib import Path
 
-from netdsl.check import check
-from netdsl.parse import parse_text
-from netdsl.render import render
+from netdsl.language.check import check
+from netdsl.language.parse import parse_text
+from netdsl.codegen.render import render
 
 
 def timed(fn, *args):

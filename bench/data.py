@@ -29,7 +29,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netdsl import data, synthetic  # noqa: E402
+from netdsl.datasets import synthetic  # noqa: E402
+from netdsl.runner import data
 
 SETS = {"prepared": (256, 256), "photo": (500, 375), "large": (1600, 1200)}
 

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl import data, synthetic
-from netdsl.optim import make_optimizer
+from netdsl.datasets import synthetic
+from netdsl.runner import data
+from netdsl.runner.optim import make_optimizer
 
 
 def with_rescale(text: str, rescale: str | None) -> str:

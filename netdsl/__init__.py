@@ -5,20 +5,22 @@
     model = netdsl.compile_net("nets/alexnet.net")      # a torch.nn.Module
     source = netdsl.generate_source(net)                # the generated Python, as text
 
-The pipeline, one module a stage: parse.py (text to sections), check.py (sections to the
-IR in ir.py, shapes inferred), render.py (IR to source through codegen_templates/),
-load.py (source to module), and the runner.
+The pipeline, one wing a stage: language/ (parse.py text to sections, check.py sections to
+the IR in ir.py, shapes inferred), codegen/ (render.py IR to source through
+codegen_templates/, load.py source to module), devices/ (placement), runner/ (training and
+evaluation), with datasets/, scale_invariance/ (the SI paper's experiment) and commands/
+(one module a `netdsl` command) beside them; README.md's Layout section draws the tree.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .check import check
+from .codegen.load import load_source
+from .codegen.render import BACKENDS, render
 from .errors import NetError
-from .ir import Layer, Net, Shape, TrainConfig
-from .load import load_source
-from .parse import parse_text
-from .render import BACKENDS, render
+from .language.check import check
+from .language.ir import Layer, Net, Shape, TrainConfig
+from .language.parse import parse_text
 
 __all__ = ["NetError", "Net", "Layer", "Shape", "TrainConfig", "parse_file", "parse_string",
            "compile_net", "generate_source", "load_source", "load_net"]
@@ -66,13 +68,13 @@ def compile_net(net: Net | str | Path, backend: str = "auto", devices=None):
     """The network as a torch.nn.Module with its initial weights.
 
     devices: None keeps the module on the CPU, groups fused; one device moves it there;
-    one device per group places group g on devices[g] (see netdsl/placement.py).
+    one device per group places group g on devices[g] (see netdsl/devices/placement.py).
     """
     net = load_net(net)
     backend = resolve_backend(backend, devices)
     module = load_source(render(net, backend), net.name)
     model = module.build()
     if devices:
-        from .placement import place
+        from .devices.placement import place
         model = place(net, model, module, list(devices), backend)
     return model

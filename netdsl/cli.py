@@ -4,9 +4,9 @@
     netdsl train nets/alexnet.net              # train on the built-in data
 
 A user error (NetError) prints one line on stderr and exits 2, never a traceback; under
-torchrun rank 0 alone prints it and every process exits 2 (netdsl/distributed.py). `netdsl
+torchrun rank 0 alone prints it and every process exits 2 (netdsl/devices/distributed.py). `netdsl
 train` stopped by SIGTERM or SIGINT exits 143 or 130 once its checkpoint is written
-(netdsl/preemption.py); elsewhere SIGINT exits 130 at once.
+(netdsl/runner/preemption.py); elsewhere SIGINT exits 130 at once.
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ import sys
 from .errors import NetError
 
 COMMANDS = {
-    "compile": ("netdsl.report", "check a network and print its layers; -o writes the generated Python"),
-    "diff": ("netdsl.netdiff", "compare two networks layer by layer"),
-    "train": ("netdsl.train", "train a network"),
-    "eval": ("netdsl.evaluate", "top-1 and top-5 error of a checkpoint"),
-    "data": ("netdsl.datacli", "prepare image folders and datasets"),
-    "plot": ("netdsl.plot", "draw a run's loss and error curves to a PNG"),
-    "invariance": ("netdsl.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
-    "export": ("netdsl.export", "write a network and a checkpoint's weights as an ONNX model"),
+    "compile": ("netdsl.language.report", "check a network and print its layers; -o writes the generated Python"),
+    "diff": ("netdsl.language.netdiff", "compare two networks layer by layer"),
+    "train": ("netdsl.runner.train", "train a network"),
+    "eval": ("netdsl.runner.evaluate", "top-1 and top-5 error of a checkpoint"),
+    "data": ("netdsl.commands.data", "prepare image folders and datasets"),
+    "plot": ("netdsl.commands.plot", "draw a run's loss and error curves to a PNG"),
+    "invariance": ("netdsl.scale_invariance.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
+    "export": ("netdsl.commands.export", "write a network and a checkpoint's weights as an ONNX model"),
 }
 
 

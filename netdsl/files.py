@@ -14,7 +14,7 @@ left on device`), which `netdsl` prints as one line before it exits with status 
 
 A temporary file is `<name>.<pid>.tmp` beside its target: a process killed while writing one
 leaves it behind, and remove_stale_temporaries() clears such files from a run folder (which
-only its lock holder writes, netdsl/runlock.py).
+only its lock holder writes, netdsl/runner/runlock.py).
 """
 from __future__ import annotations
 

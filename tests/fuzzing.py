@@ -38,9 +38,9 @@ from typing import Callable, Iterator, NamedTuple
 import torch
 
 import netdsl
-from netdsl.check import NET_KEYS, TRAIN_KEYS
-from netdsl.layers import REGISTRY
-from netdsl.render import BACKENDS
+from netdsl.language.check import NET_KEYS, TRAIN_KEYS
+from netdsl.language.layers import REGISTRY
+from netdsl.codegen.render import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_GLOBS = ("nets/*.net", "tests/broken/*.net")

@@ -1,6 +1,6 @@
 """The Triton kernels a network's generated triton module launches, named as the templates name them."""
-from netdsl.ir import Net
-from netdsl.layers import REGISTRY
+from netdsl.language.ir import Net
+from netdsl.language.layers import REGISTRY
 
 
 def expected_kernels(net: Net) -> set[tuple[str, str]]:

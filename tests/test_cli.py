@@ -1,5 +1,6 @@
 """`netdsl compile` and `netdsl diff` as a user runs them."""
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -81,10 +82,21 @@ def test_diff_lists_added_removed_and_changed_settings(tmp_path, capsys):
 
 def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     root = Path(__file__).parents[1]
+    # built from a copy of what the wheel is made of: setuptools reuses the checkout's build/, and
+    # one left there by an older layout of netdsl/ would slip its modules into the wheel
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "netdsl", "grammars", "codegen_templates"):
+        if (root / name).is_dir():
+            shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(root / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(root)], check=True, capture_output=True)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("netdsl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(root).as_posix() for p in (root / "netdsl").rglob("*.py")}
+    assert {name for name in names if name.endswith(".py")} == modules   # every wing, nothing else
     assert "netdsl/grammars/netdsl.lark" in names
     templates = {p.relative_to(root / "codegen_templates").as_posix()
                  for p in (root / "codegen_templates").rglob("*.j2")}
@@ -98,7 +110,7 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     assert result.returncode == 0, result.stderr
     assert '"params": 60965224' in result.stdout
     where = subprocess.run(
-        [sys.executable, "-c", "from netdsl.resources import resource_dir as r; print(r('grammars')); "
+        [sys.executable, "-c", "from netdsl.codegen.resources import resource_dir as r; print(r('grammars')); "
                                "print(r('codegen_templates'))"],
         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
     assert where.stdout.split() == [str(site / "netdsl" / "grammars"), str(site / "netdsl" / "codegen_templates")]

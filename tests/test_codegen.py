@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.check import MODULE_ATTRIBUTES
+from netdsl.language.check import MODULE_ATTRIBUTES
 
 GOLDEN = Path(__file__).parent / "golden"
 

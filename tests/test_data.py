@@ -1,4 +1,4 @@
-"""The input pipeline (netdsl/data.py): layout checks, decoding, mean and PCA, crops, lighting.
+"""The input pipeline (netdsl/runner/data.py): layout checks, decoding, mean and PCA, crops, lighting.
 
     pytest tests/test_data.py
 
@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 import netdsl
-from netdsl import data
-from netdsl.distributed import World
+from netdsl.runner import data
+from netdsl.devices.distributed import World
 from netdsl.errors import NetError
 
 TINY_NET = """

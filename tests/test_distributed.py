@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from netdsl import cli, data, distributed
+from netdsl import cli
+from netdsl.devices import distributed
+from netdsl.runner import data
 from test_data import make_folder, tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import time
 import pytest
 import torch
 
-from netdsl import distributed
+from netdsl.devices import distributed
 from test_data import make_folder, tiny_net
 from test_distributed import _free_port
 from test_runner_kill import _env
@@ -77,7 +77,8 @@ def model_of(path) -> dict:
 # `netdsl train`, rank 1 of which sends itself SIGTERM as step STEP of epoch EPOCH begins
 SIGTERM_IN_RANK_1 = """
 import signal, sys
-from netdsl import cli, train
+from netdsl import cli
+from netdsl.runner import train
 
 EPOCH, STEP = {epoch}, {step}
 real_train_epoch, real_step = train.Trainer.train_epoch, train.Trainer.step

@@ -366,7 +366,7 @@ def test_without_onnx_it_says_how_to_install_it(tmp_path, capsys, monkeypatch, m
 
 
 def test_a_layer_without_an_exact_form_is_refused_and_nothing_written(tmp_path, capsys, monkeypatch, mnist_ckpt):
-    from netdsl import onnx_export
+    from netdsl.codegen import onnx_export
 
     monkeypatch.delitem(onnx_export.CONVERTERS, "siconv")   # as a new layer type without its converter
     assert export("nets/mnist_scale_si.net", mnist_ckpt, tmp_path / "x.onnx") == 2

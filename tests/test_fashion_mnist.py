@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netdsl import NetError, cli, fashion_mnist
-from netdsl.fashion_mnist import SPLITS
-from netdsl.mnist_scale import apportion
+from netdsl import NetError, cli
+from netdsl.datasets import fashion_mnist
+from netdsl.datasets.fashion_mnist import SPLITS
+from netdsl.datasets.mnist_scale import apportion
 from test_idx import idx_bytes, write
 
 COUNTS = [40, 35, 30, 30, 25, 20, 20, 15, 12, 13]   # 240 training images, classes of unequal size

@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from netdsl import NetError, idx
+from netdsl import NetError
+from netdsl.datasets import idx
 
 
 def idx_bytes(array: np.ndarray, code: int) -> bytes:

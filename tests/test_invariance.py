@@ -26,7 +26,8 @@ import pytest
 import torch
 
 import netdsl
-from netdsl import NetError, invariance
+from netdsl import NetError
+from netdsl.scale_invariance import invariance
 from netdsl.cli import main
 
 SCALES = (0.5, 0.75, 1.0, 1.25)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netdsl import NetError, mnist_scale
-from netdsl.mnist_scale import SPLITS
+from netdsl import NetError
+from netdsl.datasets import mnist_scale
+from netdsl.datasets.mnist_scale import SPLITS
 from test_idx import write
 
 SIZES = (20, 10, 50)

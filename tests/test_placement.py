@@ -1,4 +1,4 @@
-"""Device placement (netdsl/placement.py), on the CPU: devices=["cpu", "cpu"] runs the split path.
+"""Device placement (netdsl/devices/placement.py), on the CPU: devices=["cpu", "cpu"] runs the split path.
 
     pytest tests/test_placement.py
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.placement import SplitNet, Transfer, load_optimizer_state, optimizer_state
+from netdsl.devices.placement import SplitNet, Transfer, load_optimizer_state, optimizer_state
 
 ALEXNET = Path(__file__).resolve().parent.parent / "nets" / "alexnet.net"
 

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 import netdsl
-from netdsl import NetError, data
+from netdsl import NetError
+from netdsl.runner import data
 from netdsl.cli import main
 from test_data import make_folder
 

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import netdsl
-from netdsl import cli, data, synthetic
+from netdsl import cli
+from netdsl.datasets import synthetic
+from netdsl.runner import data
 from test_data import make_folder, tiny_net
 
 

@@ -263,7 +263,7 @@ def test_a_checkpoint_on_a_full_tmpfs_fails_cleanly_and_resumes_once_there_is_ro
 
 HOLDER = textwrap.dedent("""
     import os, sys, time
-    from netdsl import runlock
+    from netdsl.runner import runlock
     lock = runlock.acquire(sys.argv[1])
     child = os.fork()          # as a DataLoader worker is forked: it must not keep the lock
     if child == 0:

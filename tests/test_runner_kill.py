@@ -55,7 +55,7 @@ def _slow_folder(root: Path) -> Path:
 def test_a_checkpoint_written_while_the_writer_is_killed_is_old_or_new_never_torn(tmp_path):
     writer = textwrap.dedent(f"""
         import itertools, torch
-        from netdsl import checkpoint
+        from netdsl.runner import checkpoint
         for i in itertools.count():
             checkpoint.save({{"model": {{"w": torch.full((3_000_000,), float(i))}}, "i": i}},
                             {str(tmp_path / "checkpoint.pt")!r})

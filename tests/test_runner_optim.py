@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl.optim import PaperSGD, get_lr, make_optimizer, set_lr
-from netdsl.placement import load_optimizer_state, optimizer_state
-from netdsl.train import Schedule
+from netdsl.runner.optim import PaperSGD, get_lr, make_optimizer, set_lr
+from netdsl.devices.placement import load_optimizer_state, optimizer_state
+from netdsl.runner.train import Schedule
 
 LR, MU, DECAY = 0.1, 0.9, 0.05
 

@@ -6,7 +6,7 @@ Each test trains one tiny network (3x8x8 -> conv 3x3 -> relu -> maxpool 2/2 -> f
 no dropout) twice from the same initial weights on the same batches: once through the real
 command, `netdsl.cli.main(["train", ...])`, on a PNG image folder written here, and once
 through a loop written in this file from the definitions alone, with plain torch ops (no
-netdsl.optim, no netdsl.train.Schedule, no netdsl forward pass):
+netdsl.runner.optim, no netdsl.runner.train.Schedule, no netdsl forward pass):
 
 - `sgd`, the paper's rule (Krizhevsky et al. 2012, section 5), weight decay on weights only:
       v <- mu v - wd lr w - lr g,   w <- w + v          (biases: wd = 0)
@@ -30,7 +30,7 @@ ones that pin decay to weights only.)
 
 Augmentation is a no-op ([train] flip = no, lighting = 0, mean = none, resize = the input
 size, so the crop is the whole image); the sample order is the runner's data contract, taken
-from netdsl.data.EpochSampler (same seed, batch, set_epoch), not under test here. The images
+from netdsl.runner.data.EpochSampler (same seed, batch, set_epoch), not under test here. The images
 are read here with Pillow. The initial weights are netdsl's (torch.manual_seed(SEED) then
 netdsl.compile_net, as the runner's _setup does), copied into a plain nn.Module.
 """
@@ -48,7 +48,8 @@ from PIL import Image
 from torch import nn
 
 import netdsl
-from netdsl import cli, data
+from netdsl import cli
+from netdsl.runner import data
 from test_data import make_folder
 
 SEED = 7

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from netdsl import cli, train
+from netdsl import cli
+from netdsl.runner import train
 from test_data import make_folder, tiny_net
 from test_runner_kill import _env, _slow_folder, _wait_for
 

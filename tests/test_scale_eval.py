@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 import netdsl
-from netdsl import scale_eval
-from netdsl.mnist_scale import rescale
+from netdsl.scale_invariance import scale_eval
+from netdsl.datasets.mnist_scale import rescale
 
 # One fc unit against a constant: class 1 ("large") when the image's total ink exceeds the
 # ink of the blob at scale 0.6, class 0 otherwise.

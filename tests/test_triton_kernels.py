@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl.load import load_source
+from netdsl.codegen.load import load_source
 from kernel_names import expected_kernels
 from rounding import assert_rounded_once
 

@@ -47,9 +47,9 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 import netdsl
-from netdsl.ir import Net
-from netdsl.layers import REGISTRY
-from netdsl.load import load_source
+from netdsl.language.ir import Net
+from netdsl.language.layers import REGISTRY
+from netdsl.codegen.load import load_source
 
 HOPPER = GPUTarget("cuda", 90, 32)  # H100 and H200: compute capability 9.0, 32-thread warps
 POINTER_TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.float16: "*fp16", torch.bfloat16: "*bf16",

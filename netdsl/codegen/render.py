@@ -1,0 +1,184 @@
+"""Stage 3, render: the network IR to Python source through the Jinja2 templates.
+
+    source = render(net, backend="torch")     # str: a self-contained module defining build()
+
+Each layer type's template (codegen_templates/layers/<type>.py.j2) provides the macros
+`init` (its line in __init__), `forward` (the expression computing it) and `weights` (its
+initialisation in build()). Module-level helpers a type needs (the torch LRN, the Triton
+kernels) are templates named by the layer type in layers.py, rendered once per network; a
+helper template may also define a macro `bind(layer, net)`, the layer's module-level line
+binding its constants to the helper (`lrn_rnorm1 = functools.partial(...)`), placed after
+all the helpers in the network's order.
+"""
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from functools import lru_cache
+from typing import NamedTuple
+
+import jinja2
+
+from ..errors import NetError
+from ..language.ir import Layer, Net
+from ..language.layers import REGISTRY
+from ..language.parse import parse_text
+from .resources import resource_dir
+
+BACKENDS = ("torch", "triton")
+
+
+def number(x) -> str:
+    """A checked int or float as Python source."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"not a number: {x!r}")
+    return repr(x) if isinstance(x, int) else repr(float(x))
+
+
+def flat_layers(net: Net) -> dict[str, bool]:
+    """Which layers the generated code holds as N x C rather than N x C x H x W (fc and after)."""
+    flat: dict[str, bool] = {}
+    for layer in net.layers:
+        kind = REGISTRY[layer.type].flat_output
+        flat[layer.name] = kind if kind is not None else all(flat[n] for n in layer.inputs)
+    return flat
+
+
+def shape_comment(layer: Layer, flat: bool) -> str:
+    s = layer.out_shape
+    return f"N x {s.c}" if flat else f"N x {s.c} x {s.h} x {s.w}"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("codegen_templates"))),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False)
+    env.filters["num"] = number
+    return env
+
+
+def layer_macros(layer_type: str):
+    return environment().get_template(f"layers/{layer_type}.py.j2").module
+
+
+def input_expr(net: Net, layer: Layer, flat: dict[str, bool]) -> str:
+    """The expression a layer reads, in the form it wants; several inputs concatenated per group."""
+    form = REGISTRY[layer.type].input_form(layer)
+    if form == "any":
+        form = "flat" if flat[layer.name] else "maps"
+    names = []
+    for name in layer.inputs:
+        if form == "maps" and flat[name]:
+            name = f"{name}[:, :, None, None]"
+        elif form == "flat" and not flat[name]:
+            name = f"torch.flatten({name}, 1)"
+        names.append(name)
+    if len(names) == 1:
+        return names[0]
+    if net.groups == 1 or not layer.split:
+        return f"torch.cat([{', '.join(names)}], 1)"
+    return f"group_cat([{', '.join(names)}], groups={net.groups})"
+
+
+class LayerCode(NamedTuple):
+    layer: Layer
+    reads: str       # the expression of what the layer reads
+    computes: str    # the expression of its output, reading `reads` (or the name passed as `x`)
+
+
+def layer_code(net: Net, backend: str, x: str | None = None) -> list[LayerCode]:
+    """Each layer after data as code. forward() is built from it; so are the split placement
+    (netdsl/devices/placement.py) and the invariance taps (netdsl/scale_invariance/invariance.py),
+    which run it layer by layer."""
+    flat = flat_layers(net)
+    code = []
+    for layer in net.layers[1:]:
+        reads = input_expr(net, layer, flat)
+        computes = str(layer_macros(layer.type).forward(layer, net, x or reads, backend)).strip()
+        code.append(LayerCode(layer, reads, computes))
+    return code
+
+
+def _forward_lines(net: Net, backend: str) -> list[tuple[str, str]]:
+    """(code, shape comment) for each line of forward()."""
+    flat = flat_layers(net)
+    lines = []
+    for layer, _, expression in layer_code(net, backend):
+        if layer is net.output:
+            lines.append((f"return {expression}", f"N x {net.classes} logits"))
+        else:
+            lines.append((f"{layer.name} = {expression}", shape_comment(layer, flat[layer.name])))
+    return lines
+
+
+def _helpers(net: Net, backend: str) -> tuple[list[str], list[str]]:
+    """Module-level code the layers need, each helper template rendered once, and the layers' lines
+    binding their constants to the helpers, in the network's order."""
+    names: dict[str, list[Layer]] = {}
+    for layer in net.layers:
+        for name in REGISTRY[layer.type].helpers(layer, net, backend):
+            names.setdefault(name, []).append(layer)
+    if any(len(layer.inputs) > 1 for layer in net.layers) and net.groups > 1:
+        names.setdefault("torch/group_cat.py.j2", [])
+    modules = {name: environment().get_template(name).make_module(dict(net=net, layers=layers, backend=backend))
+               for name, layers in names.items()}
+    bindings = [str(modules[name].bind(layer, net)).strip() for layer in net.layers
+                for name in REGISTRY[layer.type].helpers(layer, net, backend) if hasattr(modules[name], "bind")]
+    return [str(module).strip() for module in modules.values()], bindings
+
+
+def _module_names(source: str) -> Counter:
+    """How many times the generated module defines each global name."""
+    defined: Counter = Counter()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined[node.name] += 1
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return defined
+
+
+def _name_entry(net: Net) -> tuple[int | None, int | None]:
+    """Where the file writes `[net] name = ...`: (line, col) of the value, or (None, None) when
+    the name is the file's own."""
+    sections = [section for section in parse_text(net.text, net.path).sections if section.name == "net"]
+    entries = [entry for section in sections for entry in section.entries if entry.key == "name"]
+    return (entries[0].value.line, entries[0].value.col) if entries else (None, None)
+
+
+def _check_names(net: Net, source: str) -> None:
+    """Refuse a layer named like a global of the generated module (a helper, an import), and a
+    network whose class would shadow one (`local_response_norm` gives `LocalResponseNorm`)."""
+    defined = _module_names(source)
+    for layer in net.layers:
+        if layer.name in defined:
+            raise NetError(f"cannot name a layer `{layer.name}`: the generated code defines that name",
+                           net.path, layer.line, layer.col)
+    if defined[net.class_name] > 1:
+        raise NetError(f"the network's name `{net.name}` makes its class `{net.class_name}`, a name the "
+                       "generated code defines; choose another with `[net] name = ...`",
+                       net.path, *_name_entry(net))
+
+
+def render(net: Net, backend: str = "torch") -> str:
+    """The generated Python source for `net` with the given backend ('torch' or 'triton')."""
+    if backend not in BACKENDS:
+        raise NetError(f"unknown backend `{backend}`; expected one of {', '.join(BACKENDS)}")
+    forward = _forward_lines(net, backend)
+    width = max(len(code) for code, _ in forward)
+    helpers, bindings = _helpers(net, backend)
+    source = environment().get_template("module.py.j2").render(
+        net=net, backend=backend, helpers=helpers, bindings=bindings,
+        init_lines=[line for layer in net.layers
+                    for line in str(layer_macros(layer.type).init(layer, net)).strip().splitlines()],
+        weight_lines=[line for layer in net.layers
+                      for line in str(layer_macros(layer.type).weights(layer, net)).strip().splitlines()],
+        forward=[f"{code:<{width}}  # {comment}" for code, comment in forward],
+        data_comment=f"N x {net.input_shape.c} x {net.input_shape.h} x {net.input_shape.w}",
+    )
+    _check_names(net, source)
+    return source

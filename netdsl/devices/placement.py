@@ -1,0 +1,340 @@
+"""Device placement: group g's share of every layer on devices[g], as AlexNet spreads over two GPUs.
+
+    model = netdsl.compile_net("nets/alexnet.net", devices=["cuda:0", "cuda:1"])
+    logits = model(images)                   # on devices[0]
+    model.transfers                          # the copies between groups in that forward
+    model.state_dict()                       # the fused module's keys and shapes, on the CPU
+
+compile_net calls place(): one device moves the fused module there; one device per group
+builds a SplitNet. Group g holds the g-th slice of each weighted layer's filters or outputs
+(an nn.Conv2d or nn.Linear of its own on devices[g]) and the g-th channel chunk of every
+activation. `data` goes to every device once; a layer reading several inputs concatenates
+them inside each group, as group_cat does in the fused module; a `connect = all` conv,
+siconv or fc reading a split input copies the other groups' chunks to its device; nothing
+else leaves its device. The logits are gathered on devices[0].
+
+How the split forward runs: an interpreter over the IR, not a second generated file. For
+each layer and group it evaluates the layer's own template code (the `forward` macro of
+codegen_templates/layers/<type>.py.j2, rendered for one group) in the generated module's
+namespace, with `self.<layer>` bound to that group's slice. So the split path runs exactly
+the ops of the fused path and of the chosen backend (local_response_norm, si_conv2d, or the
+Triton lrn_<name>, maxpool_<name>, si_warp_max_<name>), a new layer type needs nothing here
+unless its weights are neither an nn.Conv2d nor an nn.Linear, and what this file adds is only
+where each chunk lives and when it moves. (A generated split module would be readable, but
+it would repeat every layer line G times and need its own renderer for the same result.)
+
+Copies between groups: `model.transfers` lists, for the last forward, one Transfer per chunk
+sent from one group to another: for each `connect = all` layer reading a split input, each
+group receives every other group's chunk (G * (G - 1) transfers per such layer, whose bytes
+per image add up to that layer's `cross_bytes` in the compile report), and the output layer
+gathers the other groups' logits onto group 0 (G - 1 transfers). A copy counts when it
+crosses groups even if the two groups share a device, so devices=["cpu", "cpu"] counts
+what two GPUs would send.
+
+State and optimizer: model.state_dict() gathers the slices (dim 0 of every weight and
+bias) into the fused layout on the CPU, and load_state_dict() scatters a fused state dict
+back, so one checkpoint serves every placement. torch.optim sees the per-group slices as
+parameters, so its state_dict() depends on the placement; a runner saves
+`optimizer_state(model, optimizer)` (per-parameter state keyed by fused names, fused layout,
+on the CPU) and restores with `load_optimizer_state(model, optimizer, saved)`, which works
+for any placement and for the fused module alike. Pass the model itself, not a
+DistributedDataParallel wrapper, so the names carry no `module.` prefix.
+"""
+from __future__ import annotations
+
+import dataclasses
+from types import CodeType
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils import skip_init
+
+from ..errors import NetError
+from ..language.ir import Layer, Net
+from ..language.layers import REGISTRY
+from ..codegen.render import layer_code
+
+
+class Transfer(NamedTuple):
+    """One chunk copied between groups: read by `layer`, from group `source` to group `target`."""
+    layer: str
+    source: int
+    target: int
+    bytes: int
+
+
+def place(net: Net, model: nn.Module, module, devices: list, backend: str) -> nn.Module:
+    """The fused `model` on one device, or split over one device per group."""
+    devices = [_device(d) for d in devices]
+    if len(devices) == 1:
+        return model.to(devices[0])
+    if len(devices) != net.groups:
+        raise NetError(f"{len(devices)} devices given for a network of {net.groups} "
+                       f"group{'s' if net.groups > 1 else ''}: give one device for the whole network "
+                       f"or one per group ({net.groups})")
+    return SplitNet(net, model, module, devices, backend)
+
+
+def _device(name) -> torch.device:
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError):
+        raise NetError(f"unknown device `{name}`; expected e.g. cpu, cuda:0") from None
+
+
+class Shards(nn.Module):
+    """One weighted layer split over the groups: parts[g] holds rows g*R..(g+1)*R-1 on devices[g].
+
+    Its state dict entries are those of the fused layer (`weight`, `bias`), the parts
+    concatenated along dim 0 on the CPU; loading chunks them back onto each part's device.
+    """
+
+    def __init__(self, fused: nn.Module, devices: list[torch.device]):
+        super().__init__()
+        self.parts = nn.ModuleList(_slice(fused, g, len(devices), device) for g, device in enumerate(devices))
+        self.register_state_dict_post_hook(_gather_state)
+        self.register_load_state_dict_pre_hook(_scatter_state)
+        self.register_load_state_dict_post_hook(_fused_key_names)
+
+    def kinds(self) -> list[str]:
+        return [name for name, _ in self.parts[0].named_parameters()]
+
+
+def _slice(fused: nn.Module, g: int, groups: int, device: torch.device) -> nn.Module:
+    """Group g's part of a fused nn.Conv2d (grouped or not) or nn.Linear: its output rows."""
+    rows = fused.weight.shape[0] // groups
+    if isinstance(fused, nn.Conv2d):
+        part = skip_init(nn.Conv2d, fused.in_channels // fused.groups, rows, fused.kernel_size,
+                         stride=fused.stride, padding=fused.padding, dilation=fused.dilation,
+                         bias=fused.bias is not None, device=device)
+    elif isinstance(fused, nn.Linear):
+        part = skip_init(nn.Linear, fused.in_features, rows, bias=fused.bias is not None, device=device)
+    else:
+        raise NetError(f"cannot split a {type(fused).__name__} over groups: placement knows "
+                       "nn.Conv2d and nn.Linear")
+    with torch.no_grad():
+        for name, param in part.named_parameters():
+            param.copy_(getattr(fused, name)[g * rows:(g + 1) * rows])
+    return part
+
+
+def _gather_state(shards: Shards, state: dict, prefix: str, local_metadata) -> None:
+    """State-dict post-hook: the parts' entries replaced by the fused layer's, on the CPU."""
+    for kind in shards.kinds():
+        pieces = [state.pop(f"{prefix}parts.{g}.{kind}") for g in range(len(shards.parts))]
+        state[prefix + kind] = torch.cat([p.detach().cpu() for p in pieces])
+    metadata = getattr(state, "_metadata", {})
+    for name in [prefix + "parts"] + [f"{prefix}parts.{g}" for g in range(len(shards.parts))]:
+        metadata.pop(name, None)  # so the saved dict matches the fused module's exactly
+
+
+def _scatter_state(shards: Shards, state: dict, prefix: str, local_metadata, strict,
+                   missing_keys, unexpected_keys, error_msgs) -> None:
+    """Load pre-hook: each fused entry chunked into the parts' entries (they copy to their devices)."""
+    groups = len(shards.parts)
+    for kind in shards.kinds():
+        if prefix + kind not in state:
+            continue  # the parts report it missing; _fused_key_names renames it
+        value = state.pop(prefix + kind)
+        shapes = [getattr(part, kind).shape for part in shards.parts]
+        fused = torch.Size([sum(s[0] for s in shapes), *shapes[0][1:]])
+        if value.shape != fused:
+            error_msgs.append(f"size mismatch for {prefix}{kind}: copying a param with shape "
+                              f"{value.shape} from checkpoint, the shape in current model is {fused}.")
+            continue
+        for g, piece in enumerate(value.chunk(groups)):
+            state[f"{prefix}parts.{g}.{kind}"] = piece
+
+
+def _fused_key_names(shards: Shards, incompatible) -> None:
+    """Load post-hook: missing part entries reported under the fused layer's names, once each."""
+    missing = incompatible.missing_keys
+    fused = []
+    for key in list(missing):
+        head, _, tail = key.rpartition(".parts.")
+        if head and tail.split(".", 1)[0].isdigit():
+            missing.remove(key)
+            name = f"{head}.{tail.split('.', 1)[1]}"
+            if name not in fused:
+                fused.append(name)
+    missing.extend(fused)
+
+
+class GroupView:
+    """What `self` means to a layer's template code while it runs for one group."""
+
+    def __init__(self, training: bool, parts: dict[str, nn.Module]):
+        self.training = training
+        self.__dict__.update(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One layer of the split forward: how each group forms its input, and the layer's code."""
+    layer: Layer
+    gather: bool          # a connect=all edge: each group reads every group's chunk
+    inputs: CodeType      # the layer's input for one group, from its inputs' chunks
+    code: CodeType        # the layer's template code for one group, reading `x`
+
+
+class SplitNet(nn.Module):
+    """A network with group g on devices[g]; see the module docstring."""
+
+    def __init__(self, net: Net, fused: nn.Module, module, devices: list[torch.device], backend: str):
+        super().__init__()
+        self.net, self.devices = net, devices
+        self.namespace = vars(module)   # the generated module's helpers, kernels and imports
+        for layer in net.layers:
+            if REGISTRY[layer.type].weighted:
+                self.add_module(layer.name, Shards(getattr(fused, layer.name), devices))
+        self.steps = _steps(net, backend)
+        self.transfers: list[Transfer] = []
+
+    def forward(self, data):
+        self.transfers = []
+        chunks = {self.net.data.name: [data.to(device) for device in self.devices]}
+        views = [GroupView(self.training, {name: shards.parts[g] for name, shards in self.named_children()})
+                 for g in range(len(self.devices))]
+        for step in self.steps:
+            inputs = [eval(step.inputs, self.namespace, {name: chunks[name][g] for name in step.layer.inputs})
+                      for g in range(len(self.devices))]
+            if step.gather:
+                inputs = [self._gather(step.layer.name, inputs, g) for g in range(len(self.devices))]
+            chunks[step.layer.name] = [eval(step.code, self.namespace, {"self": view, "x": x})
+                                       for view, x in zip(views, inputs)]
+        output = self.net.output
+        logits = chunks[output.name]
+        return self._gather(output.name, logits, 0) if output.split else logits[0]
+
+    def _gather(self, layer: str, chunks: list[torch.Tensor], target: int) -> torch.Tensor:
+        """Every group's chunk on group `target`'s device, concatenated along channels in group order."""
+        device = self.devices[target]
+        for source, chunk in enumerate(chunks):
+            if source != target:
+                self.transfers.append(Transfer(layer, source, target, chunk.numel() * chunk.element_size()))
+        return torch.cat([chunk.to(device) for chunk in chunks], 1)
+
+
+def _steps(net: Net, backend: str) -> list[Step]:
+    """Each layer after data, its input expression and template code rendered for one group."""
+    one_group = dataclasses.replace(net, groups=1)  # what the templates see: a single group's share
+    steps = []
+    for layer, inputs, code in layer_code(one_group, backend, x="x"):
+        where = f"<{net.name}: {layer.name}, one group>"
+        steps.append(Step(layer, _reads_every_group(net, layer),
+                          compile(inputs, where, "eval"), compile(code, where, "eval")))
+    return steps
+
+
+def _reads_every_group(net: Net, layer: Layer) -> bool:
+    """A connect = all edge: a weighted layer reading an input split over several groups."""
+    return (REGISTRY[layer.type].weighted and layer.options["connect"] == "all" and net.groups > 1
+            and net.layer(layer.inputs[0]).split)
+
+
+def _fused_names(model: nn.Module) -> dict[nn.Parameter, tuple[str, int, int]]:
+    """Each parameter's (fused state-dict name, group, groups); a whole parameter is group 0 of 1."""
+    parts = {}
+    for prefix, shards in model.named_modules():
+        if isinstance(shards, Shards):
+            for g, part in enumerate(shards.parts):
+                for kind, param in part.named_parameters():
+                    parts[param] = (f"{prefix}.{kind}", g, len(shards.parts))
+    return {param: parts.get(param, (name, 0, 1)) for name, param in model.named_parameters()}
+
+
+def fused_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Each fused state-dict name (`conv1.weight`) and its parameters, in the model's order: the
+    parameter itself, or one slice a group, in group order."""
+    found: dict[str, list[tuple[int, nn.Parameter]]] = {}
+    for param, (name, g, _) in _fused_names(model).items():
+        found.setdefault(name, []).append((g, param))
+    return {name: [param for _, param in sorted(parts, key=lambda part: part[0])]
+            for name, parts in found.items()}
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """optimizer.state_dict() in the fused layout, keyed by state-dict names, on the CPU.
+
+    A state tensor shaped like its parameter (a momentum buffer) is gathered along dim 0;
+    a scalar (a step count) is the same in every group and taken from group 0; any other
+    shape of a split parameter cannot be gathered and raises ValueError.
+    Restore with load_optimizer_state.
+    """
+    saved = optimizer.state_dict()
+    names = _fused_names(model)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    per_group: dict[str, list[tuple[int, nn.Parameter, dict]]] = {}
+    for index, param in enumerate(params):
+        if index in saved["state"]:
+            name, g, _ = names[param]
+            per_group.setdefault(name, []).append((g, param, saved["state"][index]))
+    state = {name: _gathered(name, sorted(parts, key=lambda part: part[0]))
+             for name, parts in per_group.items()}
+    param_groups = [{**_hyper(group), "params": list(dict.fromkeys(names[params[i]][0] for i in group["params"]))}
+                    for group in saved["param_groups"]]
+    return {"state": state, "param_groups": param_groups}
+
+
+def _hyper(group: dict) -> dict:
+    """A param group's settings; `param_names` dropped, since they name one placement's parameters."""
+    return {key: value for key, value in group.items() if key not in ("params", "param_names")}
+
+
+def _gathered(name: str, parts: list[tuple[int, nn.Parameter, dict]]) -> dict:
+    """One parameter's optimizer state from its groups' (in group order), in the fused layout."""
+    _, param, first = parts[0]
+    state = {}
+    for key, value in first.items():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            state[key] = torch.cat([part_state[key].detach().cpu() for _, _, part_state in parts])
+        elif not torch.is_tensor(value) or value.dim() == 0 or len(parts) == 1:
+            state[key] = value.detach().cpu() if torch.is_tensor(value) else value
+        else:
+            raise ValueError(f"cannot gather optimizer state `{key}` of {name}: its shape "
+                             f"{tuple(value.shape)} is not the parameter's {tuple(param.shape)}")
+    return state
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load what optimizer_state() saved, from any placement, into `optimizer` over `model`.
+
+    The saved groups need not be this optimizer's: each of its groups takes the settings of the
+    saved group that held its parameters (so a checkpoint written with every parameter in one
+    group, before per-tensor multipliers, resumes into one group a tensor); a setting the saved
+    group lacks keeps this optimizer's value. ValueError where the parameters differ, or where
+    one of this optimizer's groups holds parameters that were saved in different groups."""
+    names = _fused_names(model)
+    owner = {name: index for index, group in enumerate(saved["param_groups"]) for name in group["params"]}
+    mine = list(dict.fromkeys(names[p][0] for group in optimizer.param_groups for p in group["params"]))
+    if set(mine) != set(owner):
+        raise ValueError(f"the saved optimizer state holds {_listed(set(owner) - set(mine))} that this "
+                         f"optimizer lacks and lacks {_listed(set(mine) - set(owner))} that it holds")
+    state, param_groups, index = {}, [], 0
+    for group in optimizer.param_groups:
+        have = list(dict.fromkeys(names[p][0] for p in group["params"]))
+        sources = {owner[name] for name in have}
+        if len(sources) > 1:
+            raise ValueError(f"{', '.join(have)} were saved in different parameter groups")
+        saved_group = saved["param_groups"][sources.pop()] if sources else {}
+        start = index
+        for param in group["params"]:
+            name, g, groups = names[param]
+            if name in saved["state"]:
+                state[index] = {key: _scattered(value, param, g, groups)
+                                for key, value in saved["state"][name].items()}
+            index += 1
+        param_groups.append({**_hyper(group), **_hyper(saved_group), "params": list(range(start, index))})
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def _listed(names: set[str]) -> str:
+    return ", ".join(sorted(names)) or "nothing"
+
+
+def _scattered(value, param: nn.Parameter, g: int, groups: int):
+    """Group g's share of a fused state value; a copy, so the groups never share storage."""
+    if torch.is_tensor(value) and value.shape == (groups * param.shape[0], *param.shape[1:]):
+        return value.chunk(groups)[g].clone()
+    return value

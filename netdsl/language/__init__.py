@@ -1,0 +1,10 @@
+"""The language: a `.net` file's text to the checked network, the IR the rest of netdsl reads.
+
+    parse.py     text to sections, with positions (the grammar is grammars/netdsl.lark)
+    values.py    the values a key takes: numbers, names, lists, shapes, calls, checked
+    layers.py    the registry of layer types: what each accepts, its shape, parameters, FLOPs
+    ir.py        the immutable IR: Net, Layer, Shape, TrainConfig
+    check.py     sections to the IR, every shape inferred, every fault pointed at
+    netdiff.py   what differs between two networks, and between their recipes
+    report.py    the compile report: the per-layer table, or the same as plain data
+"""

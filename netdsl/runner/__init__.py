@@ -1,0 +1,10 @@
+"""The runner: a compiled network trained and evaluated on image folders.
+
+    data.py        image folders, crops, reflections, lighting, the cached mean and covariance
+    train.py       the training loop, the schedule, resume, the run folder
+    optim.py       the paper's SGD update, with each layer's lr_mult and decay_mult
+    checkpoint.py  checkpoints written atomically and read back with weights_only
+    runlock.py     one run a folder: RUN/.lock
+    preemption.py  SIGTERM and SIGINT stop a run after the step under way
+    evaluate.py    top-1 and top-5 error; the model built and a checkpoint's weights loaded
+"""

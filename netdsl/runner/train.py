@@ -1,0 +1,739 @@
+"""`netdsl train`: a network trained with its [train] recipe, the paper's SGD and schedule.
+
+    netdsl train nets/alexnet.net                           # on the built-in shapes, 5 epochs
+    netdsl train nets/alexnet.net --data imagenet/ --out runs/alexnet
+    netdsl train nets/alexnet.net --data imagenet/ --resume  # continue runs/alexnet
+    netdsl train nets/mnist_scale_si.net --data fmnist-scale-0 --epochs 60 --schedule "multistep(42, 54)"
+
+--epochs, --batch, --lr and --schedule override the [train] section. Without --data the run uses the
+built-in dataset (netdsl/datasets/synthetic.py) with a budget of its own, printed when it starts: unless
+the flags say otherwise, 10 epochs at batch 32 rather than the [train] section's (90 at 128
+for AlexNet), so a first run ends in minutes and still takes enough steps to learn. Everything
+else, and everything with --data, is the file's recipe.
+
+RUN (default runs/<net name>) receives checkpoint.pt after every epoch and best.pt whenever
+the validation top-1 error improves, metrics.jsonl (a JSON object an epoch), <name>.net (the
+text trained) and <name>.py (the generated source). A run stopped at any moment, even by
+SIGKILL, resumes with --resume from its last checkpoint and ends with the same weights as a
+run never stopped: checkpoints are replaced atomically, and data order and augmentation depend
+only on (seed, epoch, image).
+
+SIGTERM (a scheduler's pre-emption) or SIGINT stops the run after the step under way
+(netdsl/runner/preemption.py): checkpoint.pt then holds the epoch's EpochProgress (its steps, its
+position in the epoch's order, its sums so far and each process's random state) and `step`
+> 0; best.pt and metrics.jsonl are not touched; one line on stderr says where it stopped, and
+the exit status is 143 (130). --resume continues at the next step, and the epoch's metrics
+record ends as an uninterrupted one's (times aside). A signal during validation or the save
+stops the run once the epoch's checkpoint is written. Under torchrun the stop travels in each
+step's sum, so every process stops after the same step. A checkpoint without `step` (older
+ones) is a complete epoch's.
+
+One run a folder: the run takes RUN/.lock (netdsl/runner/runlock.py) before it reads or writes
+anything there and holds it to the end; a second `netdsl train` on the folder stops at once
+with the holder's pid and host.
+
+A file of the run that cannot be written (a full disk, a quota) stops the run with one line
+naming it and the cause, exit status 2, no temporary file left and the last checkpoint intact,
+to resume from once there is room (netdsl/files.py); the data statistics cache alone is only
+warned about (netdsl/runner/data.py).
+
+--resume first checks the file against the network the checkpoint was trained on (its stored
+text, checked as the file is): other layers stop it with `netdsl diff`'s summary, before
+anything is loaded or written; comments and layout do not count; a changed recipe is printed,
+one line a change, each [train] key the resumed run does not follow marked (the optimizer's
+settings and the schedule continue from the checkpoint).
+
+The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
+for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
+epoch; `multistep(E1, E2, ...)` multiplies it by `gamma` after each epoch listed, so epoch
+E1 + 1 trains at lr * gamma. The lr logged for an epoch is the one it trained with (each
+tensor trains at that times its layer's lr_mult; netdsl/runner/optim.py has the update). --resume
+continues the checkpoint's optimizer settings (the lr reached, momentum, weight decay, the
+multipliers) and schedule; --lr alone overrides them.
+
+Data parallelism (netdsl/devices/distributed.py has how to start it and which devices each process
+takes): `torchrun --nproc_per_node=N -m netdsl train NET ...` trains one replica a process
+under DistributedDataParallel. `batch` stays the global batch, each process taking its
+batch / N share, and every step equals the single-process step on the same global batch, lr
+unchanged: each process scales its loss sum by N / (images in the global batch), so the
+average DDP takes is the global batch mean, in the last, short batch and where images were
+skipped too (a process with no image in a step joins it with a zero-weighted one). Losses,
+errors and skipped images are summed over the processes, images/s counts them all against
+the slowest process's time, data_wait_s is the longest any process waited. Rank 0 alone
+prints and writes the run folder; --resume hands rank 0's checkpoint to every process.
+
+Dropout draws from (seed, epoch, rank): the replicas draw different masks, and a resumed run
+draws what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .. import files
+from ..argtypes import count, positive
+from ..datasets import synthetic
+from ..devices import distributed
+from ..devices.distributed import World
+from ..devices.placement import load_optimizer_state, optimizer_state
+from ..errors import NetError
+from ..language import netdiff, values
+from ..language.check import TRAIN_KEYS
+from ..language.parse import parse_text
+from . import checkpoint, data, preemption, runlock
+from .evaluate import (add_model_arguments, build_model, check_devices, default_devices, default_workers,
+                       evaluate, flushing_denormals, load_weights)
+from .optim import get_lr, make_optimizer, set_lr
+
+FORMAT = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("net", metavar="NET", help="the .net file")
+    parser.add_argument("--data", metavar="DIR",
+                        help="a folder with train/<class>/<image> and val/<class>/<image> "
+                             "(default: the built-in shapes dataset)")
+    parser.add_argument("--out", metavar="RUN", help="the run folder (default: runs/<net name>)")
+    parser.add_argument("--epochs", type=positive, metavar="N", help="override [train] epochs")
+    parser.add_argument("--batch", type=positive, metavar="N", help="override [train] batch")
+    parser.add_argument("--lr", type=positive_float, metavar="X", help="override [train] lr")
+    parser.add_argument("--schedule", type=schedule_flag, metavar="S",
+                        help="override [train] schedule, written as in the file: "
+                             "`multistep(42, 54)`, `step(0.9)`, `plateau`, `none`")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    parser.add_argument("--seed", type=count, metavar="N",
+                        help="seeds the initial weights, data order, augmentation and dropout "
+                             "(default 0, or the resumed run's)")
+    add_model_arguments(parser)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got `{text}`") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got `{text}`")
+    return value
+
+
+def schedule_flag(text: str) -> tuple[str, float | None, tuple[int, ...]]:
+    """--schedule, read by the file's own grammar and checks: a shorter run can keep the file's
+    stages in proportion (`--epochs 60 --schedule "multistep(42, 54)"` for 1000 epochs of
+    `multistep(700, 900)`) without an edit to the file."""
+    try:
+        document = parse_text(f"[train]\nschedule = {text}\n", "--schedule")
+        return values.schedule(document.sections[0].entries[0].value)
+    except NetError as err:
+        raise argparse.ArgumentTypeError(f"{err.message} in `{text}`") from None
+
+
+# ---------------------------------------------------------------- the schedule
+
+@dataclasses.dataclass
+class Schedule:
+    """The lr after each epoch, and the best validation error so far (best.pt's).
+
+    `plateau` waits for the error to start falling: the paper lowers the rate "when the
+    validation error rate stopped improving", and an error that has never moved below its
+    first epoch's (a network still at chance) has not stopped improving, it has not started.
+    """
+    kind: str                         # plateau | step | multistep | none
+    gamma: float                      # the factor of each cut
+    patience: int
+    milestones: tuple[int, ...] = ()  # multistep's epochs (a checkpoint from before multistep has none)
+    best_err: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    improving: bool = False           # some epoch after the first has beaten the best before it
+
+    def __post_init__(self):
+        self.milestones = tuple(self.milestones)  # a checkpoint may hold them as a list
+
+    @staticmethod
+    def of(config) -> "Schedule":
+        """The schedule a TrainConfig asks for, before its first epoch."""
+        return Schedule(config.schedule, config.gamma, config.patience, config.milestones)
+
+    def after_epoch(self, epoch: int, lr: float, val_err: float) -> tuple[float, bool]:
+        """The next epoch's lr, and whether this epoch is the best so far."""
+        improved = val_err < self.best_err
+        if improved:
+            self.improving = self.improving or self.best_err < math.inf
+            self.best_err, self.best_epoch, self.bad_epochs = val_err, epoch, 0
+        elif self.improving:
+            self.bad_epochs += 1
+        if self.kind == "step" or (self.kind == "multistep" and epoch in self.milestones):
+            lr *= self.gamma
+        elif self.kind == "plateau" and self.bad_epochs >= self.patience:
+            lr, self.bad_epochs = lr * self.gamma, 0
+        return lr, improved
+
+
+# ---------------------------------------------------------------- one epoch
+
+class LossNotFinite(Exception):
+    def __init__(self, value: float, step: int):
+        super().__init__(f"{value} at step {step}")
+        self.value, self.step = value, step
+
+
+def train_loss(logits: torch.Tensor, y: torch.Tensor, output_type: str) -> torch.Tensor:
+    """Summed over the batch: cross-entropy, or binary cross-entropy summed over the classes."""
+    if output_type == "softmax":
+        return F.cross_entropy(logits.float(), y, reduction="sum")
+    target = F.one_hot(y, logits.shape[1]).float()
+    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum")
+
+
+def dropout_seed(seed: int, epoch: int, rank: int, position: int = 0) -> int:
+    """The torch seed of an epoch in one process: its dropout masks. A run resumed mid-epoch with
+    another number of processes seeds the rest of the epoch from its position in the epoch's order
+    (the masks the uninterrupted run drew, per process, are not to be had)."""
+    entropy = [seed, epoch, rank] + ([position] if position else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+@dataclasses.dataclass
+class EpochProgress:
+    """How far an epoch has gone: what a mid-epoch checkpoint keeps so that the resumed epoch
+    ends as the uninterrupted one would, with the same steps, dropout masks and metrics."""
+    steps: int = 0               # steps taken
+    position: int = 0            # images of the epoch's order taken (data.EpochSampler's start)
+    loss_sum: float = 0.0        # the training loss summed over every process's images
+    images: int = 0
+    skipped_images: int = 0      # over every process
+    data_wait_s: float = 0.0     # the longest any process has waited
+    elapsed_s: float = 0.0       # the slowest process's training time
+    rng: list = dataclasses.field(default_factory=list)  # each rank's checkpoint.rng_states(), in rank order
+
+
+class Stop(NamedTuple):
+    """An epoch the processes agreed to stop after a step of it, on a signal."""
+    signal: int
+    epoch: int
+    progress: EpochProgress
+
+
+# ---------------------------------------------------------------- the run folder
+
+def _append_line(path: Path, record: dict) -> None:
+    files.append(path, json.dumps(record) + "\n")
+
+
+def _trim_metrics(path: Path, last_epoch: int) -> None:
+    """Keep the epochs the checkpoint holds: a run killed after logging an epoch but before its
+    checkpoint logs that epoch again when resumed."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch]
+    files.replace(path, "".join(line + "\n" for line in lines))
+
+
+def _nothing_to_resume(run_dir: Path) -> NetError:
+    return NetError("nothing to resume: no checkpoint.pt (run without --resume to start)", str(run_dir))
+
+
+def _lock_run_folder(run_dir: Path, resume: bool) -> runlock.RunLock:
+    """The run folder, made if need be (not for --resume, which needs it to exist), locked for
+    this process: the lock comes before anything in the folder is read or written."""
+    if resume and not run_dir.is_dir():
+        raise _nothing_to_resume(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
+    return runlock.acquire(run_dir)
+
+
+@contextlib.contextmanager
+def _holding_run_folder(run_dir: Path, resume: bool, world: World):
+    """The run folder locked for as long as the block runs, by rank 0 alone (the one process
+    that writes it); the NetError of a folder another run holds reaches every process."""
+    held = []
+    world.from_main(lambda: held.append(_lock_run_folder(run_dir, resume)))  # the lock stays here
+    try:
+        yield
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _open_run(run_dir: Path, resume: bool) -> dict | None:
+    """The checkpoint to resume from, or None for a fresh run; NetError where that is wrong."""
+    latest = run_dir / "checkpoint.pt"
+    if resume:
+        if not latest.exists():
+            raise _nothing_to_resume(run_dir)
+        return checkpoint.load(latest)
+    if latest.exists():
+        raise NetError("already holds a run; pass --resume to continue it or --out to start "
+                       "another", str(run_dir))
+    return None
+
+
+# The [train] keys a resumed run takes from its checkpoint, whatever the file says (restore()).
+CONTINUED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "gamma", "patience",
+                       "lr_mult", "decay_mult")
+
+
+def _trained_net(state: dict, latest: Path):
+    """The network the run was trained on, read from the checkpoint's copy of its text by this
+    version of netdsl, so that both sides of a comparison get the same defaults; None where the
+    text is missing or no longer parses."""
+    import netdsl
+
+    text = state.get("net_text")
+    if not isinstance(text, str):
+        return None
+    try:
+        return netdsl.parse_string(text, f"{latest} (its .net text)")
+    except NetError:
+        return None
+
+
+def _recipe_note(key: str) -> str:
+    if key not in CONTINUED_ON_RESUME:
+        return ""
+    if key == "lr":
+        return " (not followed: a resumed run keeps its checkpoint's lr; --lr sets it)"
+    return f" (not followed: a resumed run keeps its checkpoint's {key})"
+
+
+def _check_resumed_net(net, state: dict, run_dir: Path) -> list[str]:
+    """--resume's check of the file against the network the run was trained on, before anything
+    is loaded into a model or written: NetError with `netdsl diff`'s summary where the layers
+    differ (as checked, so comments and layout do not count); else a line for each change of
+    the recipe, saying which ones the resumed run does not follow."""
+    if state.get("net_text") == net.text:
+        return []
+    latest = run_dir / "checkpoint.pt"
+    trained = _trained_net(state, latest)
+    if trained is None:  # loading the weights still refuses a network of other shapes
+        print(f"warning: {latest}: cannot compare {net.path} with the network the run was trained "
+              "on: the checkpoint's copy of its text is missing or no longer parses", file=sys.stderr)
+        return []
+    changed = netdiff.network_diff(trained, net)
+    if changed:
+        raise NetError(f"is not the network {run_dir} was trained on, so it cannot resume it: "
+                       + "; ".join(changed) + "; pass --out to train it as a new run", net.path)
+    return [f"{run_dir}: {line}{_recipe_note(key)}" for key, line in netdiff.recipe_changes(trained, net)]
+
+
+def _resume_state(run_dir: Path, resume: bool, net) -> dict | None:
+    """_open_run's checkpoint, the network checked against it and its recipe changes printed."""
+    state = _open_run(run_dir, resume)
+    if state is not None:
+        for line in _check_resumed_net(net, state, run_dir):
+            print(line)
+    return state
+
+
+def _flags(args, net) -> dict:
+    """The [train] keys the run changes: the flags, and for the built-in data its own budget."""
+    flags = {key: getattr(args, key) for key in ("epochs", "batch", "lr") if getattr(args, key) is not None}
+    if args.schedule is not None:
+        kind, own_factor, milestones = args.schedule
+        # multistep cuts by the file's `gamma`, which a file of another schedule cannot write
+        gamma = net.train.gamma if net.train.schedule == "multistep" else TRAIN_KEYS["gamma"].default
+        flags.update(schedule=kind, milestones=milestones, gamma=gamma if own_factor is None else own_factor)
+    builtin = synthetic.recipe_changes(net.train) if args.data is None else {}
+    return {**builtin, **flags}
+
+
+def _check_milestones(config, args, net) -> None:
+    """A milestone past the last epoch never cuts lr: an error in a flag, a warning when --epochs
+    shortens the file's own schedule (the run is then the protocol's first epochs)."""
+    late = [epoch for epoch in config.milestones if epoch > config.epochs]
+    if not late:
+        return
+    if args.schedule is not None:
+        raise NetError(f"--schedule: milestone {late[0]} comes after the last epoch ({config.epochs}): "
+                       "lr would never be cut there")
+    print(f"warning: {net.path}: {config.epochs} epochs end before the schedule's milestone "
+          f"{late[0]}, so lr is not cut there; --schedule stages a shorter run", file=sys.stderr)
+
+
+def _resolve(args, net, state):
+    """The [train] recipe with the flags applied, and the seed."""
+    config = dataclasses.replace(net.train, **_flags(args, net))
+    if state is None:  # a resumed run keeps its checkpoint's schedule
+        _check_milestones(config, args, net)
+    seed = args.seed if args.seed is not None else (state["seed"] if state else 0)
+    return config, seed
+
+
+def _data_folder(args, net, world: World) -> Path:
+    if args.data is not None:
+        return Path(args.data)
+    root = synthetic.builtin_dataset(net)  # written atomically: processes may draw it at once
+    if world.main:
+        print(f"no --data: training on the built-in shapes at {root}: {synthetic.describe(net, args)}")
+    return root
+
+
+def _listing(*folders: data.Folder) -> str:
+    """A digest of the files listed, the same in every process that sees the same folders."""
+    names = [[os.path.relpath(path, folder.root), label] for folder in folders
+             for path, label in folder.samples]
+    return hashlib.sha256(json.dumps(names).encode()).hexdigest()
+
+
+def _check_classes(args, net, train, state) -> None:
+    if args.data is not None and len(train.classes) != net.classes:
+        raise NetError(f"train/ has {len(train.classes)} classes but the network's output "
+                       f"[{net.output.name}] has {net.classes}", args.data)
+    if state is not None and list(train.classes) != list(state["classes"]):
+        raise NetError("the data's classes differ from those the run was trained on",
+                       str(args.data or "built-in data"))
+
+
+def _write_sources(run_dir: Path, net, backend: str, devices) -> None:
+    import netdsl
+
+    files.replace(run_dir / f"{net.name}.net", net.text)
+    resolved = netdsl.resolve_backend(backend, devices)
+    files.replace(run_dir / f"{net.name}.py", netdsl.generate_source(net, resolved))
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    line = (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+            f"val top-1 {record['val_top1_err']:.2%}, top-5 {record['val_top5_err']:.2%}, "
+            f"lr {record['lr']:g}, {record['images_per_s']:.1f} img/s, "
+            f"data wait {record['data_wait_s']:.1f} s")
+    if record["skipped_images"]:
+        line += f", {record['skipped_images']} images skipped"
+    return line + (" (best)" if record["best"] else "")
+
+
+# ---------------------------------------------------------------- the command
+
+@dataclasses.dataclass
+class Trainer:
+    """Everything one run holds between epochs."""
+    net: object
+    run_dir: Path
+    config: object
+    seed: int
+    recipe: data.Recipe
+    train: data.Folder
+    val: data.Folder
+    stats: data.Stats
+    workers: int
+    model: torch.nn.Module
+    device: torch.device
+    optimizer: object
+    schedule: Schedule
+    problems: data.ProblemLog
+    world: World
+    replica: torch.nn.Module   # what trains: the model, or the model under DistributedDataParallel
+    signals: preemption.StopSignals = dataclasses.field(default_factory=preemption.StopSignals)
+    checkpointed: tuple[int, int] | None = None   # (epoch, step) of checkpoint.pt as this run left it
+
+    @property
+    def latest(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def mean(self):
+        """The array subtracted from every image."""
+        return self.stats.mean(self.recipe.mean)
+
+    def loaders(self):
+        """The training and validation batches."""
+        batch, tencrop = self.config.batch, self.config.test == "tencrop"
+        train = data.train_loader(data.TrainSet(self.train, self.recipe, self.stats, self.seed),
+                                  batch, self.workers, self.seed, self.world)
+        val = data.eval_loader(data.EvalSet(self.val, self.recipe, self.mean, tencrop),
+                               batch, self.workers, self.world)
+        return train, val
+
+    def restore(self, state: dict, lr: float | None) -> tuple[int, EpochProgress]:
+        """Continue from a checkpoint: the first epoch still to train, and how far it has gone (a
+        mid-epoch checkpoint's progress; none after a complete epoch, or from a checkpoint older
+        than `step`)."""
+        load_weights(self.model, state, str(self.latest))
+        try:
+            load_optimizer_state(self.model, self.optimizer, state["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise NetError(f"the checkpoint's optimizer state does not fit: {err}", str(self.latest)) from None
+        try:
+            self.schedule = Schedule(**state["schedule"])
+        except TypeError as err:
+            raise NetError(f"the checkpoint's schedule does not fit this version of netdsl: {err}",
+                           str(self.latest)) from None
+        checkpoint.set_rng_states(state["rng"])
+        if lr is not None:
+            set_lr(self.optimizer, lr)
+        step = state.get("step", 0)
+        self.checkpointed = (state["epoch"], step)
+        if step:
+            return state["epoch"], self._progress_of(state)
+        if self.schedule.best_epoch == state["epoch"]:
+            # a kill may have come before best.pt was made
+            self.world.from_main(lambda: checkpoint.publish_copy(self.latest, self.run_dir / "best.pt"))
+        return state["epoch"] + 1, EpochProgress()
+
+    def _progress_of(self, state: dict) -> EpochProgress:
+        try:
+            return EpochProgress(**state["progress"])
+        except (KeyError, TypeError) as err:
+            raise NetError(f"the checkpoint's mid-epoch progress does not fit this version of netdsl: {err}",
+                           str(self.latest)) from None
+
+    def state(self, epoch: int, record: dict | None, progress: EpochProgress | None = None) -> dict:
+        """The checkpoint: plain tensors, dicts, lists, numbers and strings only. `step` is the
+        steps taken of epoch `epoch`: 0 once it is complete (with its metrics record); a
+        mid-epoch checkpoint has its EpochProgress as `progress` instead."""
+        extra = {"progress": dataclasses.asdict(progress)} if progress is not None else {}
+        return {
+            "format": FORMAT, "epoch": epoch, "step": progress.steps if progress else 0, **extra,
+            "seed": self.seed,
+            "net_name": self.net.name, "net_text": self.net.text, "classes": list(self.train.classes),
+            "mean": torch.tensor(self.mean), "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(), "optimizer": optimizer_state(self.model, self.optimizer),
+            "schedule": dataclasses.asdict(self.schedule), "rng": checkpoint.rng_states(),
+            "metrics": record,
+        }
+
+    def step(self, batch: data.Batch, number: int) -> tuple[float, int, bool]:
+        """One SGD step on a global batch, this process holding its share; (loss sum, images)
+        of the whole global batch, (0, 0) where none of its images could be read (no step); and
+        whether the processes stop after it: whether any has received a stop signal. That travels
+        in the step's one exchange, so all of them decide alike and stop after the same step."""
+        mine, my_sum = None, 0.0
+        if batch.x is not None:
+            logits = self.replica(batch.x.to(self.device, non_blocking=True))
+            mine = train_loss(logits, batch.y.to(logits.device), self.net.output.type)
+            my_sum = mine.item()
+        elif self.world.size > 1:
+            # a forward pass all the same, and before the step's sum as in every other process:
+            # DDP's forward has exchanges of its own (the buckets it rebuilds once, the buffers it
+            # broadcasts) that must come in the same order everywhere; its zero-weighted loss joins
+            # the gradient exchange, adding nothing
+            shape = self.net.input_shape
+            mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
+        total, images, signalled = self.world.sum([my_sum, len(batch.y), self.signals.received])
+        stop = signalled > 0
+        if not images:
+            return 0.0, 0, stop
+        if not math.isfinite(total):
+            raise LossNotFinite(total / images, number)
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP averages over the processes: this makes the average the global batch's mean
+        (mine * (self.world.size / images)).backward()
+        self.optimizer.step()
+        return total, int(images), stop
+
+    def train_epoch(self, epoch: int, batches, start: EpochProgress) -> tuple[EpochProgress, int]:
+        """Epoch `epoch` trained from `start` (an empty EpochProgress: from its first step) to its
+        end, or to the end of a step after which the processes agreed to stop; how far it went
+        (summed, or the longest, over the processes) and the stop's signal (0: none)."""
+        self.replica.train()
+        sampler = batches.sampler
+        sampler.set_epoch(epoch, start.position)
+        self._set_dropout_state(epoch, start)
+        if self.world.main:  # the sum over the processes at the end of the epoch counts it once
+            self.problems.skipped += start.skipped_images
+        done, wait, signal = dataclasses.replace(start, rng=[]), 0.0, 0
+        bar = tqdm(total=start.steps + sampler.steps_after(start.position), initial=start.steps,
+                   desc=f"epoch {epoch}/{self.config.epochs}", unit="batch", leave=False,
+                   disable=None if self.world.main else True, file=sys.stderr)
+        begin = ready = time.perf_counter()
+        for number, batch in enumerate(batches, start.steps + 1):
+            wait += time.perf_counter() - ready
+            self.problems.note(batch.problems)
+            loss, count, stop = self.step(batch, number)
+            done.steps, done.position = number, min(done.position + sampler.batch, sampler.size)
+            done.loss_sum, done.images = done.loss_sum + loss, done.images + count
+            if count:
+                bar.set_postfix(loss=f"{loss / count:.3f}",
+                                img_s=f"{(done.images - start.images) / (time.perf_counter() - begin):.0f}",
+                                refresh=False)
+            bar.update()
+            if stop:
+                signal = self.agreed_signal()
+                break
+            ready = time.perf_counter()
+        bar.close()
+        done.elapsed_s, done.data_wait_s = self.world.max([start.elapsed_s + time.perf_counter() - begin,
+                                                           start.data_wait_s + wait])
+        return done, signal
+
+    def _set_dropout_state(self, epoch: int, start: EpochProgress) -> None:
+        """The random state dropout draws from at `start`: seeded from (seed, epoch, rank) at the
+        epoch's first step; mid-epoch, the state this process had there, from the checkpoint."""
+        rank = self.world.rank
+        if start.steps and len(start.rng) == self.world.size:
+            checkpoint.set_rng_states(start.rng[rank])
+        else:
+            torch.manual_seed(dropout_seed(self.seed, epoch, rank, start.position))
+
+    def agreed_signal(self) -> int:
+        """The stop signal any process has received (the same answer in all of them); 0: none."""
+        return int(self.world.max([self.signals.received])[0])
+
+    def _checkpointed_text(self) -> str:
+        if self.checkpointed is None:
+            return "no checkpoint was written"
+        epoch, step = self.checkpointed
+        return f"{self.latest} (epoch {epoch}{f', step {step}' if step else ''}) is the last good checkpoint"
+
+    def epoch(self, epoch: int, train_batches, val_batches, start: EpochProgress) -> dict | Stop:
+        """Train one epoch (from `start`), validate, step the schedule; the epoch's metrics record,
+        or a Stop where the processes agreed to stop in the middle of it."""
+        lr = get_lr(self.optimizer)
+        try:
+            done, signal = self.train_epoch(epoch, train_batches, start)
+        except LossNotFinite as err:
+            raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; training "
+                           f"stopped and {self._checkpointed_text()}; a smaller --lr may help") from None
+        if signal:
+            return Stop(signal, epoch, self._with_every_process_state(done))
+        if not done.images:
+            raise NetError("no training image could be read this epoch: every one was skipped")
+        result = evaluate(self.model, val_batches, self.net.output.type, self.device,
+                          self.problems, self.world)
+        next_lr, best = self.schedule.after_epoch(epoch, lr, result["top1_err"])
+        set_lr(self.optimizer, next_lr)
+        skipped = int(self.world.sum([self.problems.take()])[0])
+        return {"epoch": epoch, "train_loss": done.loss_sum / done.images,
+                "images_per_s": done.images / done.elapsed_s, "data_wait_s": done.data_wait_s,
+                "val_loss": result["loss"], "val_top1_err": result["top1_err"],
+                "val_top5_err": result["top5_err"], "lr": lr, "skipped_images": skipped, "best": best}
+
+    def _with_every_process_state(self, done: EpochProgress) -> EpochProgress:
+        """`done` with the images skipped so far in every process, and every process's random
+        states (each draws its own dropout masks): a mid-epoch checkpoint's progress."""
+        skipped = int(self.world.sum([self.problems.take()])[0])
+        rng = self.world.gather(checkpoint.rng_states())
+        return dataclasses.replace(done, skipped_images=skipped, rng=rng)
+
+    def save(self, epoch: int, record: dict) -> None:
+        """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them, or a write that
+        fails (files.WriteError), loses nothing that resuming (which trims metrics.jsonl to the
+        checkpoint and remakes a missing best.pt) does not repair."""
+        _append_line(self.run_dir / "metrics.jsonl", record)
+        checkpoint.save(self.state(epoch, record), self.latest)
+        if record["best"]:
+            checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
+
+    def save_mid_epoch(self, stop: Stop) -> None:
+        """checkpoint.pt of an epoch stopped mid-way, replaced atomically as every checkpoint is;
+        no metrics line (the epoch has none yet), and best.pt, a complete epoch's, untouched."""
+        checkpoint.save(self.state(stop.epoch, None, stop.progress), self.latest)
+
+
+def run(args) -> int:
+    with flushing_denormals():
+        return _train(args)
+
+
+def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: World,
+           devices) -> Trainer:
+    """The data checked and its statistics loaded, the model built with its initial weights."""
+    config, seed = _resolve(args, net, state)
+    data_dir = _data_folder(args, net, world)
+    recipe = data.Recipe.of(net)
+    train, val = data.open_folders(data_dir, recipe)
+    _check_classes(args, net, train, state)
+    world.check_same(lambda: _listing(train, val), "the processes see different train/ or val/ "
+                     "files; every machine needs the same data directory")
+    world.from_main(lambda: checkpoint.remove_stale_tmp(run_dir))  # the folder is ours: locked
+    problems = data.ProblemLog()
+    stats = data.load_stats(train, recipe, [data_dir, run_dir], workers, problems, world)
+    problems.take()  # the images skipped there are counted again in each epoch that skips them
+    torch.manual_seed(seed)  # the initial weights, the same in every process
+    model, device = build_model(net, args.backend, devices)
+    world.from_main(lambda: _write_sources(run_dir, net, args.backend, devices))
+    return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
+                   make_optimizer(model, net, config), Schedule.of(config),
+                   problems, world, world.replicate(model, devices))
+
+
+def _train(args) -> int:
+    import netdsl
+
+    net = netdsl.parse_file(args.net)
+    check_devices(args.devices, args.backend)
+    distributed.check_batch(_flags(args, net).get("batch", net.train.batch), distributed.world_size(),
+                            args.batch is not None)
+    with distributed.session(args.devices) as (world, devices):
+        return _train_in(args, net, world, default_devices(devices))
+
+
+def _train_in(args, net, world: World, devices) -> int:
+    """The run, in one of the world's processes, the run folder locked for all of it."""
+    run_dir = Path(args.out or Path("runs") / net.name)
+    with _holding_run_folder(run_dir, args.resume, world):
+        return _train_locked(args, net, world, devices, run_dir)
+
+
+def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
+    trainer.save(epoch, record)
+    print(_epoch_line(record, trainer.config.epochs), flush=True)
+
+
+def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
+    # rank 0 alone reads, checks and writes the folder; from_main hands its NetError (a full
+    # disk, a network that is not the run's) to every process, so none waits for it forever
+    state = world.from_main(lambda: _resume_state(run_dir, args.resume, net))
+    workers = default_workers() if args.workers is None else args.workers
+    trainer = _setup(args, net, run_dir, state, workers, world, devices)
+    first, start = trainer.restore(state, args.lr) if state is not None else (1, EpochProgress())
+    epochs = trainer.config.epochs
+    world.from_main(lambda: _trim_metrics(run_dir / "metrics.jsonl", first - 1))
+    if first > epochs:
+        if world.main:
+            print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
+                  "pass --epochs to train longer")
+        return 0
+    train_batches, val_batches = trainer.loaders()
+    with trainer.signals:  # SIGTERM and SIGINT caught from here to the end of the epochs
+        status = _train_epochs(trainer, first, start, train_batches, val_batches)
+    world.save_debug_state(trainer.model)
+    return status
+
+
+def _train_epochs(trainer: Trainer, first: int, start: EpochProgress, train_batches, val_batches) -> int:
+    """Epochs `first` to the last, the first from `start`; 0 once the last is saved, or the exit
+    status of a stop signal once its checkpoint is (after the step, or the epoch, under way)."""
+    world, epochs = trainer.world, trainer.config.epochs
+    for epoch in range(first, epochs + 1):
+        outcome = trainer.epoch(epoch, train_batches, val_batches, start)
+        start = EpochProgress()
+        if isinstance(outcome, Stop):
+            world.from_main(lambda: trainer.save_mid_epoch(outcome))
+            trainer.checkpointed = (epoch, outcome.progress.steps)
+            steps = outcome.progress.steps + train_batches.sampler.steps_after(outcome.progress.position)
+            return _stopped(trainer, outcome.signal,
+                            f"in epoch {epoch} of {epochs}, after step {outcome.progress.steps} of {steps}")
+        world.from_main(lambda: _save_epoch(trainer, epoch, outcome))
+        trainer.checkpointed = (epoch, 0)
+        # a signal during validation or the save stops the run here, not a step into the next epoch
+        if epoch < epochs and (signal := trainer.agreed_signal()):
+            return _stopped(trainer, signal, f"after epoch {epoch} of {epochs}")
+    return 0
+
+
+def _stopped(trainer: Trainer, signal: int, where: str) -> int:
+    """Rank 0's line saying where the run stopped and how to go on; the exit status."""
+    if trainer.world.main:
+        print(f"{trainer.run_dir}: stopped by {preemption.name(signal)} {where}; {trainer.latest.name} "
+              "holds it: run the same command with --resume to continue", file=sys.stderr, flush=True)
+    return preemption.exit_status(signal)
