@@ -3,6 +3,7 @@ and the cores this process may use. Imports nothing heavy, so any command can us
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 
@@ -22,6 +23,16 @@ def positive(text: str) -> int:
 
 def count(text: str) -> int:
     return _integer(text, 0, "an integer >= 0")
+
+
+def scale_list(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected factors such as 0.3,0.5,1, got `{text}`") from None
+    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
+        raise argparse.ArgumentTypeError(f"expected positive factors, got `{text}`")
+    return scales
 
 
 def usable_cores() -> int:

@@ -18,13 +18,13 @@ import sys
 from .errors import NetError
 
 COMMANDS = {
-    "compile": ("netdsl.language.report", "check a network and print its layers; -o writes the generated Python"),
-    "diff": ("netdsl.language.netdiff", "compare two networks layer by layer"),
-    "train": ("netdsl.runner.train", "train a network"),
-    "eval": ("netdsl.runner.evaluate", "top-1 and top-5 error of a checkpoint"),
+    "compile": ("netdsl.commands.compile", "check a network and print its layers; -o writes the generated Python"),
+    "diff": ("netdsl.commands.diff", "compare two networks layer by layer"),
+    "train": ("netdsl.commands.train", "train a network"),
+    "eval": ("netdsl.commands.eval", "top-1 and top-5 error of a checkpoint"),
     "data": ("netdsl.commands.data", "prepare image folders and datasets"),
     "plot": ("netdsl.commands.plot", "draw a run's loss and error curves to a PNG"),
-    "invariance": ("netdsl.scale_invariance.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
+    "invariance": ("netdsl.commands.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
     "export": ("netdsl.commands.export", "write a network and a checkpoint's weights as an ONNX model"),
 }
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from netdsl import NetError
+from netdsl.commands import data as data_command
 from netdsl.datasets import mnist_scale
 from netdsl.datasets.mnist_scale import SPLITS
 from test_idx import write
@@ -138,13 +139,14 @@ def test_command_reads_idx_files_and_refuses_a_full_folder(tmp_path, capsys, mon
     folder, _, _ = idx_dir(tmp_path)
     monkeypatch.setattr(mnist_scale, "SIZES", SIZES)
     parser = argparse.ArgumentParser()
-    mnist_scale.add_arguments(parser)
+    data_command.add_mnist_scale_arguments(parser)
     out = tmp_path / "out"
-    assert mnist_scale.run(parser.parse_args([str(folder), str(out), "--split", "5", "--workers", "1"])) == 0
+    args = parser.parse_args([str(folder), str(out), "--split", "5", "--workers", "1"])
+    assert data_command.run_mnist_scale(args) == 0
     assert "split 5" in capsys.readouterr().out
     assert len(list(out.rglob("*.png"))) == sum(SIZES)
     with pytest.raises(NetError, match="already exists and is not empty"):
-        mnist_scale.run(parser.parse_args([str(folder), str(out)]))
+        data_command.run_mnist_scale(parser.parse_args([str(folder), str(out)]))
     with pytest.raises(SystemExit):
         parser.parse_args([str(folder), str(out), "--split", "6"])
 

@@ -1,8 +1,14 @@
-"""`netdsl` commands, one module each, as netdsl/cli.py lists them: add_arguments(parser)
-defines the flags and run(args) does the work.
+"""The `netdsl` commands, one module each, as netdsl/cli.py lists them: add_arguments(parser)
+defines the flags and run(args) calls the wing that does the work.
 
+    compile.py     check a network, print its table (language/report.py), -o writes its source
+    diff.py        compare two networks (language/netdiff.py)
+    train.py       train a network (runner/train.py)
+    eval.py        top-1 and top-5 error of a checkpoint (runner/evaluate.py); with --scales,
+                   error against scale (scale_invariance/scale_eval.py)
     data.py        prepare image folders; write MNIST-scale and Fashion-MNIST (datasets/)
     plot.py        a run's loss and error curves to a PNG
+    invariance.py  each layer's invariance score (scale_invariance/invariance.py)
     export.py      a network and a checkpoint as ONNX (codegen/onnx_export.py)
 
 Imports nothing itself, so cli.py can list the commands without loading them.

@@ -9,24 +9,25 @@ a .jpg suffix), in parallel with a progress bar. Files already in DST are kept, 
 interrupted run picks up where it stopped; each output is written to a temporary name and
 renamed, so none is ever half-written. Unreadable files are skipped, named and counted.
 
-A new job is a module with add_arguments(parser) and run(args), as each netdsl command is,
-listed in JOBS (`mnist-scale` is netdsl/datasets/mnist_scale.py, `fashion-mnist`
-netdsl/datasets/fashion_mnist.py).
+`mnist-scale` and `fashion-mnist` write those datasets as image folders; their logic is
+netdsl/datasets/mnist_scale.py's and netdsl/datasets/fashion_mnist.py's, their flags are here.
+A new job is a pair add_arguments(parser), run(args), as each netdsl command is, listed in JOBS.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from ..argtypes import positive, usable_cores
+from ..datasets import fashion_mnist, idx, mnist_scale
 from ..errors import NetError
 
 SOURCE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -102,28 +103,80 @@ def _prepare(args) -> int:
     return 0
 
 
-# name: (the module with add_arguments and run, None for `prepare` here; help)
+# ---------------------------------------------------------------- mnist-scale
+
+def fold_number(text: str) -> int:
+    if not (text.isdigit() and int(text) < mnist_scale.FOLDS):
+        raise argparse.ArgumentTypeError(f"expected a split from 0 to {mnist_scale.FOLDS - 1}, "
+                                         f"got `{text}`")
+    return int(text)
+
+
+def add_mnist_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("idx_dir", metavar="IDX_DIR",
+                        help="a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (.gz or not)")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="where train/, val/, test/ go (new or empty)")
+    parser.add_argument("--split", type=fold_number, default=0, metavar="K",
+                        help=f"which of the {mnist_scale.FOLDS} splits (0..{mnist_scale.FOLDS - 1}): fixes "
+                             "the scales and the partition (default 0)")
+    parser.add_argument("--workers", type=positive, default=None, metavar="N",
+                        help="processes writing images (default: one per CPU core)")
+
+
+def run_mnist_scale(args) -> int:
+    started = time.monotonic()
+    data = idx.load_idx_set(args.idx_dir)
+    images = np.concatenate([data.train_images, data.test_images])
+    labels = np.concatenate([data.train_labels, data.test_labels])
+    written = mnist_scale.build(images, labels, args.out_dir, args.split, mnist_scale.SIZES,
+                                workers=args.workers)
+    print(f"MNIST-scale split {args.split} from {args.idx_dir}: "
+          + ", ".join(f"{n} {split}" for split, n in written.items())
+          + f" images in {args.out_dir} ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+# ---------------------------------------------------------------- fashion-mnist
+
+def add_fashion_mnist_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out_dir", metavar="OUT",
+                        help="where train/, val/, test/ go (new or empty, or a complete earlier run)")
+    parser.add_argument("--idx", default=fashion_mnist.DEFAULT_IDX, metavar="DIR",
+                        help="the folder of the four IDX files (default: %(default)s, from Debian's "
+                             "dataset-fashion-mnist)")
+    parser.add_argument("--workers", type=positive, default=None, metavar="N",
+                        help="processes writing images (default: one per CPU core)")
+
+
+def run_fashion_mnist(args) -> int:
+    started = time.monotonic()
+    data = idx.load_idx_set(args.idx, classes=len(fashion_mnist.LABELS))
+    built = fashion_mnist.build(*data, args.out_dir, fashion_mnist.VAL_SIZE, workers=args.workers)
+    counts = ", ".join(f"{n} {split}" for split, n in built.counts.items())
+    if not built.written:
+        print(f"Fashion-MNIST is already in {args.out_dir} ({counts} images, same source and "
+              f"split); nothing to do ({time.monotonic() - started:.1f} s)")
+        return 0
+    print(f"Fashion-MNIST from {args.idx}: {counts} images in {args.out_dir} "
+          f"({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+# name: (add_arguments, run, help)
 JOBS = {
-    "prepare": (None, "scale images to a shorter side of 256, centre-crop them square, save as JPEG"),
-    "mnist-scale": ("netdsl.datasets.mnist_scale", "make MNIST-scale (Sohn and Lee 2012) from MNIST-format files"),
-    "fashion-mnist": ("netdsl.datasets.fashion_mnist", "write Fashion-MNIST as train/, val/ (5,000 held out, "
-                      "stratified) and test/ image folders"),
+    "prepare": (_prepare_arguments, _prepare,
+                "scale images to a shorter side of 256, centre-crop them square, save as JPEG"),
+    "mnist-scale": (add_mnist_scale_arguments, run_mnist_scale,
+                    "make MNIST-scale (Sohn and Lee 2012) from MNIST-format files"),
+    "fashion-mnist": (add_fashion_mnist_arguments, run_fashion_mnist,
+                      "write Fashion-MNIST as train/, val/ (5,000 held out, stratified) and test/ image folders"),
 }
-
-
-def _job(module_name: str | None):
-    if module_name is None:
-        return _prepare_arguments, _prepare
-    module = importlib.import_module(module_name)
-    return module.add_arguments, module.run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     jobs = parser.add_subparsers(dest="data_command", required=True, metavar="JOB")
-    for name, (module_name, help_text) in JOBS.items():
-        if module_name is not None and importlib.util.find_spec(module_name) is None:
-            continue  # a job not built yet
-        add, run_job = _job(module_name)
+    for name, (add, run_job, help_text) in JOBS.items():
         sub = jobs.add_parser(name, help=help_text, description=help_text)
         add(sub)
         sub.set_defaults(job=run_job)

@@ -47,8 +47,8 @@ def run(args) -> int:
         raise NetError(INSTALL) from None
     from .. import compile_net, parse_file
     from ..codegen.onnx_export import OPSET, to_onnx
+    from ..runner.checkpoint import load_checkpoint
     from ..runner.evaluate import load_weights
-    from ..scale_invariance.invariance import load_checkpoint
 
     net = parse_file(args.net)
     output = Path(args.output)

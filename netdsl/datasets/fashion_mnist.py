@@ -32,11 +32,10 @@ killed run is removed by the next run. Running again on a complete OUT changes n
 says it is there: the manifest must match the source and the settings, and the split folders
 must hold exactly the expected files (names are checked, not pixels). Files beside the split
 folders, such as the training statistics `netdsl train` caches there, are left alone. Any
-other non-empty OUT is refused. `netdsl data` (netdsl/commands/data.py) dispatches here.
+other non-empty OUT is refused. `netdsl data fashion-mnist` (netdsl/commands/data.py) runs build().
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import multiprocessing
@@ -44,7 +43,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -52,8 +50,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import idx
-from ..argtypes import positive, usable_cores
+from ..argtypes import usable_cores
 from ..errors import NetError
 from .mnist_scale import apportion
 
@@ -275,27 +272,3 @@ def build(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
     _remove_stale_partials(out_dir)
     written = _write_set(files, {"train": images, "t10k": test_images}, expected, out_dir, workers)
     return Built(counts, written)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out_dir", metavar="OUT",
-                        help="where train/, val/, test/ go (new or empty, or a complete earlier run)")
-    parser.add_argument("--idx", default=DEFAULT_IDX, metavar="DIR",
-                        help="the folder of the four IDX files (default: %(default)s, from Debian's "
-                             "dataset-fashion-mnist)")
-    parser.add_argument("--workers", type=positive, default=None, metavar="N",
-                        help="processes writing images (default: one per CPU core)")
-
-
-def run(args) -> int:
-    started = time.monotonic()
-    data = idx.load_idx_set(args.idx, classes=len(LABELS))
-    built = build(*data, args.out_dir, VAL_SIZE, workers=args.workers)
-    counts = ", ".join(f"{n} {split}" for split, n in built.counts.items())
-    if not built.written:
-        print(f"Fashion-MNIST is already in {args.out_dir} ({counts} images, same source and "
-              f"split); nothing to do ({time.monotonic() - started:.1f} s)")
-        return 0
-    print(f"Fashion-MNIST from {args.idx}: {counts} images in {args.out_dir} "
-          f"({time.monotonic() - started:.1f} s)")
-    return 0

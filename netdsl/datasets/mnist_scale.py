@@ -17,25 +17,21 @@ run that is interrupted leaves no half dataset (a killed one may leave `.NAME.pa
 The rescaling: Pillow's antialiased bilinear resize of a box about the centre, on a canvas
 padded with background; unlike resizing to round(28 s) pixels and pasting, it keeps the
 factor exact and the centre at the canvas centre for every s (also s > 1, used by
-netdsl/scale_invariance/invariance.py). `netdsl data` (netdsl/commands/data.py) dispatches here:
-add_arguments, run.
+netdsl/scale_invariance/invariance.py). `netdsl data mnist-scale` (netdsl/commands/data.py) runs build().
 """
 from __future__ import annotations
 
-import argparse
 import math
 import multiprocessing
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import idx
-from ..argtypes import positive, usable_cores
+from ..argtypes import usable_cores
 from ..errors import NetError
 
 SCALE_RANGE = (0.3, 1.0)
@@ -170,33 +166,3 @@ def _write_images(images, factors, files, root: Path, workers: int | None) -> No
         with multiprocessing.Pool(workers) as pool:
             for done in pool.imap_unordered(_write_chunk, tasks):
                 bar.update(done)
-
-
-def fold_number(text: str) -> int:
-    if not (text.isdigit() and int(text) < FOLDS):
-        raise argparse.ArgumentTypeError(f"expected a split from 0 to {FOLDS - 1}, got `{text}`")
-    return int(text)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("idx_dir", metavar="IDX_DIR",
-                        help="a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (.gz or not)")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="where train/, val/, test/ go (new or empty)")
-    parser.add_argument("--split", type=fold_number, default=0, metavar="K",
-                        help=f"which of the {FOLDS} splits (0..{FOLDS - 1}): fixes the scales and the "
-                             "partition (default 0)")
-    parser.add_argument("--workers", type=positive, default=None, metavar="N",
-                        help="processes writing images (default: one per CPU core)")
-
-
-def run(args) -> int:
-    started = time.monotonic()
-    data = idx.load_idx_set(args.idx_dir)
-    images = np.concatenate([data.train_images, data.test_images])
-    labels = np.concatenate([data.train_labels, data.test_labels])
-    written = build(images, labels, args.out_dir, args.split, SIZES, workers=args.workers)
-    print(f"MNIST-scale split {args.split} from {args.idx_dir}: "
-          + ", ".join(f"{n} {split}" for split, n in written.items())
-          + f" images in {args.out_dir} ({time.monotonic() - started:.1f} s)")
-    return 0

@@ -1,6 +1,7 @@
-"""`netdsl diff A.net B.net`: what differs between two networks as networks, not as lines.
+"""What differs between two networks as networks, not as lines (`netdsl diff A.net B.net`,
+netdsl/commands/diff.py, prints it; `netdsl train --resume` refuses another network with it).
 
-    netdsl diff nets/alexnet.net nets/si_alexnet.net
+    lines = diff(parse_file("nets/alexnet.net"), parse_file("nets/si_alexnet.net"))
 
 Layers are matched by name. It lists the [net] settings that differ, layers added and
 removed, and for each layer kept: changed type, keys, inputs and output shape, with
@@ -15,11 +16,6 @@ from dataclasses import fields
 from .ir import Layer, Net, TrainConfig
 from .layers import RECIPE_KEYS
 from .values import written
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("a", metavar="A.net")
-    parser.add_argument("b", metavar="B.net")
 
 
 def _delta(before: int, after: int) -> str:
@@ -104,11 +100,3 @@ def diff(a: Net, b: Net) -> list[str]:
     if recipe and not network:
         network = ["the two networks are the same"]
     return network + recipe
-
-
-def run(args) -> int:
-    from .. import parse_file
-
-    lines = diff(parse_file(args.a), parse_file(args.b))
-    print("\n".join(lines) if lines else "the two networks are the same, and so are their recipes")
-    return 0

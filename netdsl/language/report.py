@@ -1,8 +1,8 @@
-"""`netdsl compile NET`: check a network, print its per-layer table (or JSON), write its source.
+"""The compile report of a checked network: its per-layer table, or the same as plain data
+(`netdsl compile`, netdsl/commands/compile.py, prints it).
 
-    netdsl compile nets/alexnet.net                 # the table
-    netdsl compile nets/alexnet.net --json          # the same as JSON
-    netdsl compile nets/alexnet.net -o alexnet.py   # also write the generated Python
+    print(table(net))                   # the table
+    json.dumps(report(net))             # the same as JSON
 
 Parameters and FLOPs are per image; a multiply-add counts as 2 FLOPs. `neurons` is C*H*W of a
 layer's output; the total counts the weighted layers, as the AlexNet paper does. `cross`
@@ -17,21 +17,10 @@ step(g), 0.1 on a plateau) and, under "layers", every weighted layer's multiplie
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
-from .. import files
 from .ir import Net
 from .layers import RECIPE_KEYS, REGISTRY, WEIGHT_KEYS
 from .values import written
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("net", metavar="NET", help="the .net file")
-    parser.add_argument("-o", "--output", metavar="FILE.py", help="write the generated Python source here")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--backend", choices=("torch", "triton", "auto"), default="auto",
-                        help="the backend of the source -o writes (auto: triton where CUDA is available)")
 
 
 def report(net: Net) -> dict:
@@ -88,20 +77,3 @@ def recipe_lines(net: Net) -> list[str]:
         if changed:
             text.append(f"        [{layer.name}] " + ", ".join(changed))
     return text
-
-
-def _backend(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import torch
-    return "triton" if torch.cuda.is_available() else "torch"
-
-
-def run(args) -> int:
-    from .. import generate_source, parse_file
-
-    net = parse_file(args.net)
-    if args.output:
-        files.replace(Path(args.output), generate_source(net, _backend(args.backend)))
-    print(json.dumps(report(net), indent=2) if args.json else table(net))
-    return 0

@@ -1,4 +1,5 @@
-"""The runner: a compiled network trained and evaluated on image folders.
+"""The runner: a compiled network trained and evaluated on image folders. It knows no
+experiment (netdsl/scale_invariance/ builds on it, never the reverse).
 
     data.py        image folders, crops, reflections, lighting, the cached mean and covariance
     train.py       the training loop, the schedule, resume, the run folder

@@ -61,6 +61,22 @@ def load(path: Path) -> dict:
     return state
 
 
+def load_checkpoint(path: str) -> tuple[dict, np.ndarray | None]:
+    """(state dict, training mean H x W x C or None) from a runner checkpoint or a plain state dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NetError("no such checkpoint", path) from None
+    except Exception as err:  # torch raises many kinds for a damaged or foreign file
+        raise NetError(f"cannot read the checkpoint: {err}".splitlines()[0], path) from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        mean = state.get("mean")
+        return state["model"], None if mean is None else np.asarray(mean, dtype=np.float32)
+    if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
+        return state, None
+    raise NetError("neither a netdsl checkpoint (a dict with `model`) nor a state dict", path)
+
+
 def rng_states() -> dict:
     """Every random state the training loop draws from, as weights_only-loadable values."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()

@@ -1,4 +1,5 @@
-"""`netdsl train`: a network trained with its [train] recipe, the paper's SGD and schedule.
+"""Training: a network trained with its [train] recipe, the paper's SGD and schedule, as
+`netdsl train` runs it (its flags are netdsl/commands/train.py's).
 
     netdsl train nets/alexnet.net                           # on the built-in shapes, 5 epochs
     netdsl train nets/alexnet.net --data imagenet/ --out runs/alexnet
@@ -67,7 +68,6 @@ draws what an uninterrupted one would.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -85,61 +85,18 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import files
-from ..argtypes import count, positive
 from ..datasets import synthetic
 from ..devices import distributed
 from ..devices.distributed import World
 from ..devices.placement import load_optimizer_state, optimizer_state
 from ..errors import NetError
-from ..language import netdiff, values
+from ..language import netdiff
 from ..language.check import TRAIN_KEYS
-from ..language.parse import parse_text
 from . import checkpoint, data, preemption, runlock
-from .evaluate import (add_model_arguments, build_model, check_devices, default_devices, default_workers,
-                       evaluate, flushing_denormals, load_weights)
+from .evaluate import build_model, check_devices, default_devices, default_workers, evaluate, load_weights
 from .optim import get_lr, make_optimizer, set_lr
 
 FORMAT = 1
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("net", metavar="NET", help="the .net file")
-    parser.add_argument("--data", metavar="DIR",
-                        help="a folder with train/<class>/<image> and val/<class>/<image> "
-                             "(default: the built-in shapes dataset)")
-    parser.add_argument("--out", metavar="RUN", help="the run folder (default: runs/<net name>)")
-    parser.add_argument("--epochs", type=positive, metavar="N", help="override [train] epochs")
-    parser.add_argument("--batch", type=positive, metavar="N", help="override [train] batch")
-    parser.add_argument("--lr", type=positive_float, metavar="X", help="override [train] lr")
-    parser.add_argument("--schedule", type=schedule_flag, metavar="S",
-                        help="override [train] schedule, written as in the file: "
-                             "`multistep(42, 54)`, `step(0.9)`, `plateau`, `none`")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
-    parser.add_argument("--seed", type=count, metavar="N",
-                        help="seeds the initial weights, data order, augmentation and dropout "
-                             "(default 0, or the resumed run's)")
-    add_model_arguments(parser)
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got `{text}`") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got `{text}`")
-    return value
-
-
-def schedule_flag(text: str) -> tuple[str, float | None, tuple[int, ...]]:
-    """--schedule, read by the file's own grammar and checks: a shorter run can keep the file's
-    stages in proportion (`--epochs 60 --schedule "multistep(42, 54)"` for 1000 epochs of
-    `multistep(700, 900)`) without an edit to the file."""
-    try:
-        document = parse_text(f"[train]\nschedule = {text}\n", "--schedule")
-        return values.schedule(document.sections[0].entries[0].value)
-    except NetError as err:
-        raise argparse.ArgumentTypeError(f"{err.message} in `{text}`") from None
 
 
 # ---------------------------------------------------------------- the schedule
@@ -639,11 +596,6 @@ class Trainer:
         checkpoint.save(self.state(stop.epoch, None, stop.progress), self.latest)
 
 
-def run(args) -> int:
-    with flushing_denormals():
-        return _train(args)
-
-
 def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: World,
            devices) -> Trainer:
     """The data checked and its statistics loaded, the model built with its initial weights."""
@@ -666,7 +618,8 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
                    problems, world, world.replicate(model, devices))
 
 
-def _train(args) -> int:
+def train_command(args) -> int:
+    """The run `netdsl train` asks for (netdsl/commands/train.py has its flags)."""
     import netdsl
 
     net = netdsl.parse_file(args.net)

@@ -35,7 +35,6 @@ the model, so any backend and placement can be measured.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -44,13 +43,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .. import compile_net, load_net, parse_file
-from ..argtypes import positive
+from .. import compile_net, load_net
 from ..errors import NetError
 from ..language.layers import REGISTRY
 from ..codegen.load import load_source
 from ..datasets.mnist_scale import rescale
 from ..codegen.render import layer_code, render
+from ..runner.checkpoint import load_checkpoint
 
 FIRING_RATE = 0.01
 DEFAULT_SCALES = tuple(round(0.1 * k, 1) for k in range(3, 13))   # 0.3, 0.4, ..., 1.2
@@ -193,21 +192,6 @@ def invariance_scores(model: torch.nn.Module, net, images, scales=DEFAULT_SCALES
 
 # ---------------------------------------------------------------- the command
 
-def load_checkpoint(path: str) -> tuple[dict, np.ndarray | None]:
-    """(state dict, training mean H x W x C or None) from a runner checkpoint or a plain state dict."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise NetError("no such checkpoint", path) from None
-    except Exception as err:  # torch raises many kinds for a damaged or foreign file
-        raise NetError(f"cannot read the checkpoint: {err}".splitlines()[0], path) from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        mean = state.get("mean")
-        return state["model"], None if mean is None else np.asarray(mean, dtype=np.float32)
-    if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
-        return state, None
-    raise NetError("neither a netdsl checkpoint (a dict with `model`) nor a state dict", path)
-
 
 def load_model(net, path: str):
     """(the compiled network with the checkpoint's weights, the saved training mean or None)."""
@@ -272,75 +256,6 @@ def input_mean(saved: np.ndarray | None, net, data_dir: Path) -> np.ndarray:
     mean = saved.transpose(2, 0, 1)
     top, left = (mean.shape[1] - h) // 2, (mean.shape[2] - w) // 2
     return mean if mean.shape[1] == 1 else mean[:, top:top + h, left:left + w]
-
-
-def scale_list(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected factors such as 0.3,0.5,1, got `{text}`") from None
-    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
-        raise argparse.ArgumentTypeError(f"expected positive factors, got `{text}`")
-    return scales
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got `{text}`")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("nets", nargs="+", metavar="NET", help="one .net file, or two to compare")
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="CKPT",
-                        help="the weights of each NET, in order (a runner checkpoint or a state dict)")
-    parser.add_argument("--data", required=True, type=Path, metavar="DIR",
-                        help="a folder with <split>/<class>/<image>, e.g. from `netdsl data mnist-scale`")
-    parser.add_argument("--split", default="test", choices=("test", "val", "train"),
-                        help="the images measured (default: test, as the paper)")
-    parser.add_argument("--scales", type=scale_list, default=DEFAULT_SCALES, metavar="LIST",
-                        help="rescaling factors (default: 0.3,0.4,...,1.2, the paper's range)")
-    parser.add_argument("--images", type=positive, default=None, metavar="N",
-                        help="measure N images, evenly spaced over the split (default: all; "
-                             "10000 keeps a CPU run to minutes)")
-    parser.add_argument("--top", type=fraction, default=1.0, metavar="F",
-                        help="average each layer's most invariant fraction F of units "
-                             "(default 1: all; Goodfellow et al. use 0.2)")
-    parser.add_argument("--batch", type=positive, default=256, metavar="N", help="images a forward")
-    parser.add_argument("--out", type=Path, metavar="PNG", help="draw the scores, per layer, to a PNG")
-
-
-def run(args) -> int:
-    if len(args.nets) > 2:
-        raise NetError(f"give one or two networks, not {len(args.nets)}")
-    if len(args.checkpoint) != len(args.nets):
-        raise NetError(f"{len(args.nets)} networks but {len(args.checkpoint)} --checkpoint; "
-                       "give one checkpoint for each network, in the same order")
-    nets = [parse_file(path) for path in args.nets]
-    if len({net.input_shape for net in nets}) > 1:
-        raise NetError("the networks take inputs of different sizes: "
-                       + ", ".join(f"{net.name} {net.input_shape}" for net in nets))
-    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    models = [load_model(net, path) for net, path in zip(nets, args.checkpoint)]
-    images = load_folder(args.data, args.split, nets[0].input_shape, args.images)
-    results = []
-    for net, (model, saved_mean) in zip(nets, models):
-        mean = input_mean(saved_mean, net, args.data)
-        scores = unit_scores(model.to(device), net, images, args.scales, mean, batch=args.batch)
-        results.append((net.name, scores))
-    print(f"invariance to scaling by {', '.join(map(str, args.scales))}: {len(images)} "
-          f"{args.split} images of {args.data}; score L/G per unit (0..{1 / FIRING_RATE:.0f}), "
-          f"mean over {'all scored' if args.top == 1 else f'the top {args.top:.0%} of'} units")
-    rows = table(results, args.top)
-    print(format_table(rows, [name for name, _ in results]))
-    if args.out:
-        plot(rows, [name for name, _ in results], args.out, args.scales)
-        print(f"wrote {args.out}")
-    return 0
 
 
 def table(results, top: float) -> list[tuple[str, list[tuple[float, int, int]]]]:
