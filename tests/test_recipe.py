@@ -158,9 +158,9 @@ def test_the_mnist_scale_files_carry_kanazawas_recipe(name):
 
 
 def test_the_history_copies_keep_the_recipe_of_the_documented_runs():
-    """docs/scale-invariance/reproduce.sh trains these: the recipe before Kanazawa's."""
+    """docs/scale-invariance/history-15ep/reproduce.sh trains these: the recipe before Kanazawa's."""
     for name in ("mnist_scale_cnn", "mnist_scale_si"):
-        old = netdsl.parse_file(f"docs/scale-invariance/nets/{name}.net")
+        old = netdsl.parse_file(f"docs/scale-invariance/history-15ep/nets/{name}.net")
         new = netdsl.parse_file(f"nets/{name}.net")
         assert old.name == new.name and old.params == new.params
         assert (old.train.epochs, old.train.lr, old.train.scale, old.train.mean) == (15, 0.001, 1.0, "channel")
