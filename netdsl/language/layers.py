@@ -28,6 +28,12 @@ class ShapeError(Exception):
         self.key = key
 
 
+def chunk_bytes(shape: Shape, groups: int) -> int:
+    """Float32 bytes of one group's chunk of a tensor split over the groups, for one image: what
+    one group sends another for each `connect = all` layer reading it (netdsl draw labels these)."""
+    return shape.numel // groups * FLOAT_BYTES
+
+
 def register(cls):
     REGISTRY[cls.name] = cls()
     return cls
@@ -92,7 +98,7 @@ class LayerType:
     def cross_bytes(self, o, inp: Shape, groups: int, split: bool) -> int:
         """Bytes one image's forward sends between groups: each group fetches the others' chunks."""
         if self.weighted and o["connect"] == "all" and split and groups > 1:
-            return (groups - 1) * inp.numel * FLOAT_BYTES
+            return groups * (groups - 1) * chunk_bytes(inp, groups)
         return 0
 
 
