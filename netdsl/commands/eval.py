@@ -7,6 +7,14 @@ Without --tencrop or --center the test is the network's [train] `test` setting. 
 average the softmax (or sigmoid) probabilities of the four corners, the centre and their
 reflections, as the paper does (netdsl/runner/evaluate.py).
 
+Several --checkpoint of one NET are an ensemble, as the paper's Table 2 averages "the
+predictions of five similar CNNs" (netdsl/runner/ensemble.py): one pass over the data, each
+batch through every checkpoint's model, their softmax (or sigmoid) probabilities averaged; it
+prints each checkpoint's top-1 and top-5 error and the ensemble's. Every checkpoint must fit the
+network and share the first one's classes; each sees the images minus its own training mean.
+
+    netdsl eval nets/alexnet.net --checkpoint runs/a/best.pt --checkpoint runs/b/best.pt --data imagenet/
+
 With --scales, one or two networks' error against scale (the SI paper's experiment,
 netdsl/scale_invariance/scale_eval.py); the runner itself knows no experiment, so this
 command is where the two meet.
@@ -20,7 +28,7 @@ import torch
 
 from ..argtypes import count, positive, scale_list
 from ..errors import NetError
-from ..runner import checkpoint, data
+from ..runner import checkpoint, data, ensemble
 from ..runner.evaluate import (build_model, check_devices, default_devices, default_workers, evaluate,
                                flushing_denormals, load_weights)
 
@@ -39,9 +47,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("nets", nargs="+", metavar="NET",
-                        help="the .net file the checkpoint was trained from (with --scales, one or two)")
+                        help="the .net file the checkpoints were trained from (with --scales, one or two)")
     parser.add_argument("--checkpoint", required=True, action="append", metavar="CKPT",
-                        help="a checkpoint.pt or best.pt, one for each NET")
+                        help="a checkpoint.pt or best.pt; repeat it with one NET for an ensemble (each "
+                             "checkpoint's error and that of their averaged probabilities), or give "
+                             "one for each NET with --scales")
     parser.add_argument("--data", required=True, metavar="DIR", help="a folder with val/<class>/<image>")
     parser.add_argument("--split", default="val", choices=("val", "test"),
                         help="the held-out split to score (default val)")
@@ -75,9 +85,7 @@ def parse_devices(text: str) -> list[str]:
 
 def run(args) -> int:
     check_devices(args.devices, args.backend)
-    if len(args.nets) != len(args.checkpoint):
-        raise NetError(f"{len(args.nets)} networks and {len(args.checkpoint)} checkpoints: give one "
-                       "--checkpoint for each network")
+    _check_checkpoint_count(args)
     with flushing_denormals():
         if args.scales:
             return _scales_command(args)
@@ -85,7 +93,20 @@ def run(args) -> int:
             raise NetError("several networks are compared only by scale: add --scales")
         if args.images or args.out:
             raise NetError("--images and --out go with --scales")
+        if len(args.checkpoint) > 1:
+            return _ensemble_command(args)
         return _evaluate_command(args)
+
+
+def _check_checkpoint_count(args) -> None:
+    """Several networks: one checkpoint each (--scales). One network: one checkpoint, or several
+    (an ensemble). The scale curves score one model a column, so an ensemble is refused there."""
+    if len(args.nets) > 1 and len(args.nets) != len(args.checkpoint):
+        raise NetError(f"{len(args.nets)} networks and {len(args.checkpoint)} checkpoints: give one "
+                       "--checkpoint for each network")
+    if len(args.nets) == 1 and len(args.checkpoint) > 1 and args.scales:
+        raise NetError(f"--scales scores one checkpoint a network, and {len(args.checkpoint)} checkpoints of "
+                       "one network are an ensemble, which is scored without --scales")
 
 
 def _scales_command(args) -> int:
@@ -111,11 +132,7 @@ def _evaluate_command(args) -> int:
     state = checkpoint.load(args.checkpoint[0])
     recipe = data.Recipe.of(net)
     val = data.open_val(args.data, recipe, state["classes"], args.split)
-    mean = state["mean"].numpy()
-    if mean.shape[0] > 1 and mean.shape[:2] != (recipe.resize, recipe.resize):
-        raise NetError(f"the checkpoint's mean image is {mean.shape[0]}x{mean.shape[1]}, but this "
-                       f"network scales images to {recipe.resize}x{recipe.resize} (its `resize`)",
-                       args.checkpoint[0])
+    mean = _checked_mean(state, recipe, args.checkpoint[0])
     model, device = build_model(net, args.backend, default_devices(args.devices))
     load_weights(model, state, args.checkpoint[0])
     test = args.test or net.train.test
@@ -130,3 +147,62 @@ def _evaluate_command(args) -> int:
           f"on {result['images']} images of {val.root} ({crops}"
           + (f"; {skipped} skipped" if skipped else "") + ")")
     return 0
+
+
+def _checked_mean(state: dict, recipe: data.Recipe, where: str):
+    """The checkpoint's training mean, refused where it does not fit the images this network reads."""
+    mean = state["mean"].numpy()
+    if mean.shape[0] > 1 and mean.shape[:2] != (recipe.resize, recipe.resize):
+        raise NetError(f"the checkpoint's mean image is {mean.shape[0]}x{mean.shape[1]}, but this "
+                       f"network scales images to {recipe.resize}x{recipe.resize} (its `resize`)", where)
+    return mean
+
+
+def _ensemble_command(args) -> int:
+    import netdsl
+
+    net = netdsl.parse_file(args.nets[0])
+    states = [checkpoint.load(path) for path in args.checkpoint]
+    classes = _common_classes(states, args.checkpoint)
+    recipe = data.Recipe.of(net)
+    val = data.open_val(args.data, recipe, classes, args.split)
+    means, groups = ensemble.distinct_means([_checked_mean(state, recipe, path)
+                                             for state, path in zip(states, args.checkpoint)])
+    devices = default_devices(args.devices)
+    models = []
+    for state, path in zip(states, args.checkpoint):
+        model, device = build_model(net, args.backend, devices)
+        load_weights(model, state, path)
+        models.append(model)
+    test = args.test or net.train.test
+    workers = default_workers() if args.workers is None else args.workers
+    loader = data.eval_loader(data.EnsembleEvalSet(val, recipe, means, test == "tencrop"),
+                              args.batch or net.train.batch, workers)
+    problems = data.ProblemLog()
+    members, together = ensemble.evaluate_ensemble(models, groups, loader, net.output.type, device, problems)
+    notes = ["ten crops" if test == "tencrop" else "centre crop"]
+    if len(means) > 1:
+        notes.append(f"{len(means)} different training means, each checkpoint its own")
+    if skipped := problems.take():
+        notes.append(f"{skipped} skipped")
+    print(f"{net.name}: {len(models)} checkpoints, their {net.output.type} probabilities averaged, on "
+          f"{together['images']} images of {val.root} ({'; '.join(notes)})")
+    width = max(len(path) for path in args.checkpoint)
+    for path, result in [*zip(args.checkpoint, members), ("ensemble", together)]:
+        print(f"  {path:<{width}}  top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%}")
+    return 0
+
+
+def _common_classes(states: list[dict], paths: list[str]) -> list[str]:
+    """The classes every checkpoint was trained on; a checkpoint with others is refused by name."""
+    first = list(states[0]["classes"])
+    for state, path in zip(states[1:], paths[1:]):
+        if list(state["classes"]) != first:
+            raise NetError(f"its classes ({_listed(state['classes'])}) are not those of {paths[0]} "
+                           f"({_listed(first)}): an ensemble averages the same classes", path)
+    return first
+
+
+def _listed(names) -> str:
+    names = list(names)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

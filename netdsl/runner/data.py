@@ -459,8 +459,27 @@ class EvalSet(Dataset):
         image = _load(path, self.recipe)
         if isinstance(image, Problem):
             return image
-        x = (image.astype(np.float32) - self.mean) * self.recipe.scale
-        return views(x, self.recipe, self.tencrop), label
+        return self.views_of(image), label
+
+    def views_of(self, image: np.ndarray) -> torch.Tensor:
+        return self.views_minus(image, self.mean)
+
+    def views_minus(self, image: np.ndarray, mean: np.ndarray) -> torch.Tensor:
+        x = (image.astype(np.float32) - mean) * self.recipe.scale
+        return views(x, self.recipe, self.tencrop)
+
+
+class EnsembleEvalSet(EvalSet):
+    """Test samples for several checkpoints: each image's V views once for each of M training
+    means, one block after another (M*V x C x H x W). Checkpoints trained on different data carry
+    different means, and each must see the image as it was trained to; the image is read once."""
+
+    def __init__(self, folder: Folder, recipe: Recipe, means: list[np.ndarray], tencrop: bool):
+        super().__init__(folder, recipe, means[0], tencrop)
+        self.means = means
+
+    def views_of(self, image: np.ndarray) -> torch.Tensor:
+        return torch.cat([self.views_minus(image, mean) for mean in self.means])
 
 
 def views(x: np.ndarray, recipe: Recipe, tencrop: bool) -> torch.Tensor:
