@@ -21,7 +21,7 @@ COMMANDS = {
     "compile": ("netdsl.commands.compile", "check a network and print its layers; -o writes the generated Python"),
     "diff": ("netdsl.commands.diff", "compare two networks layer by layer"),
     "train": ("netdsl.commands.train", "train a network"),
-    "eval": ("netdsl.commands.eval", "top-1 and top-5 error of a checkpoint"),
+    "eval": ("netdsl.commands.eval", "top-1 and top-5 error of a checkpoint, or of several averaged (an ensemble)"),
     "data": ("netdsl.commands.data", "prepare image folders and datasets"),
     "plot": ("netdsl.commands.plot", "draw a run's loss and error curves to a PNG"),
     "invariance": ("netdsl.commands.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),

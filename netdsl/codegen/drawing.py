@@ -71,10 +71,10 @@ class Drawing:
     def title(self) -> str:
         text = f"{self.name}: {len({box.layer for box in self.boxes})} layers"
         if self.groups > 1:
-            text += (f" over {self.groups} groups, a column each holding its share of each layer's channels"
-                     "\nred dashed: a copy between groups, labelled with the float32 bytes per image")
+            text += (f" over {self.groups} groups, a column each (a box: its group's share)"
+                     "\nred dashed: a copy between groups, float32 bytes per image")
         if any(arrow.of > 1 for arrow in self.arrows):
-            text += "\nblue: inputs concatenated, in the numbered order"
+            text += "\nblue: inputs concatenated, numbered in order"
         return text
 
 

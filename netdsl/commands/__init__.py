@@ -4,8 +4,9 @@ defines the flags and run(args) calls the wing that does the work.
     compile.py     check a network, print its table (language/report.py), -o writes its source
     diff.py        compare two networks (language/netdiff.py)
     train.py       train a network (runner/train.py)
-    eval.py        top-1 and top-5 error of a checkpoint (runner/evaluate.py); with --scales,
-                   error against scale (scale_invariance/scale_eval.py)
+    eval.py        top-1 and top-5 error of a checkpoint (runner/evaluate.py), or of an ensemble
+                   of several (runner/ensemble.py); with --scales, error against scale
+                   (scale_invariance/scale_eval.py)
     data.py        prepare image folders; write MNIST-scale and Fashion-MNIST (datasets/)
     plot.py        a run's loss and error curves to a PNG
     invariance.py  each layer's invariance score (scale_invariance/invariance.py)

@@ -1,4 +1,4 @@
-"""`netdsl eval`: top-1 and top-5 error of a checkpoint on DIR/val; the evaluation train uses.
+"""`netdsl eval`: top-1 and top-5 error of a checkpoint (or an ensemble) on DIR/val; the evaluation train uses.
 
     netdsl eval nets/alexnet.net --checkpoint runs/alexnet/best.pt --data imagenet/ [--tencrop]
 
