@@ -26,6 +26,7 @@ COMMANDS = {
     "plot": ("netdsl.commands.plot", "draw a run's loss and error curves to a PNG"),
     "invariance": ("netdsl.commands.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
     "export": ("netdsl.commands.export", "write a network and a checkpoint's weights as an ONNX model"),
+    "time": ("netdsl.commands.time", "time a training step layer by layer: forward, backward, memory kept"),
     "draw": ("netdsl.commands.draw", "the network as a picture (PNG, SVG or DOT), groups side by side"),
 }
 

@@ -12,6 +12,7 @@ defines the flags and run(args) calls the wing that does the work.
     invariance.py  each layer's invariance score (scale_invariance/invariance.py)
     export.py      a network and a checkpoint as ONNX (codegen/onnx_export.py)
     draw.py        the network as a picture, groups side by side (codegen/drawing.py)
+    time.py        a training step timed layer by layer (runner/timing.py)
 
 Imports nothing itself, so cli.py can list the commands without loading them.
 """

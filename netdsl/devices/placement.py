@@ -193,19 +193,36 @@ class SplitNet(nn.Module):
 
     def forward(self, data):
         self.transfers = []
-        chunks = {self.net.data.name: [data.to(device) for device in self.devices]}
-        views = [GroupView(self.training, {name: shards.parts[g] for name, shards in self.named_children()})
-                 for g in range(len(self.devices))]
+        chunks = {self.net.data.name: self.scatter(data)}
+        views = self.group_views()
         for step in self.steps:
-            inputs = [eval(step.inputs, self.namespace, {name: chunks[name][g] for name in step.layer.inputs})
-                      for g in range(len(self.devices))]
-            if step.gather:
-                inputs = [self._gather(step.layer.name, inputs, g) for g in range(len(self.devices))]
-            chunks[step.layer.name] = [eval(step.code, self.namespace, {"self": view, "x": x})
-                                       for view, x in zip(views, inputs)]
+            chunks[step.layer.name] = self.run_step(step, chunks, views)
+        return self.logits(chunks[self.net.output.name])
+
+    # The forward's parts, public so that `netdsl time` (netdsl/runner/timing.py) can run and time
+    # the split network one layer at a time with exactly the forward's code.
+
+    def scatter(self, data) -> list[torch.Tensor]:
+        """`data` whole on every group's device."""
+        return [data.to(device) for device in self.devices]
+
+    def group_views(self) -> list[GroupView]:
+        return [GroupView(self.training, {name: shards.parts[g] for name, shards in self.named_children()})
+                for g in range(len(self.devices))]
+
+    def run_step(self, step: Step, chunks: dict[str, list[torch.Tensor]],
+                 views: list[GroupView]) -> list[torch.Tensor]:
+        """One layer's output chunks, one a group, from its inputs' chunks (`chunks[name][g]`)."""
+        inputs = [eval(step.inputs, self.namespace, {name: chunks[name][g] for name in step.layer.inputs})
+                  for g in range(len(self.devices))]
+        if step.gather:
+            inputs = [self._gather(step.layer.name, inputs, g) for g in range(len(self.devices))]
+        return [eval(step.code, self.namespace, {"self": view, "x": x}) for view, x in zip(views, inputs)]
+
+    def logits(self, output_chunks: list[torch.Tensor]) -> torch.Tensor:
+        """The output layer's chunks as the logits, on devices[0]."""
         output = self.net.output
-        logits = chunks[output.name]
-        return self._gather(output.name, logits, 0) if output.split else logits[0]
+        return self._gather(output.name, output_chunks, 0) if output.split else output_chunks[0]
 
     def _gather(self, layer: str, chunks: list[torch.Tensor], target: int) -> torch.Tensor:
         """Every group's chunk on group `target`'s device, concatenated along channels in group order."""
