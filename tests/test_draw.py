@@ -7,7 +7,7 @@ labels) and held against the checked IR by rules written from DESIGN.md's GPU gr
 the drawing's code: a split layer is a box per group, `data` and what reads it alone are one
 box; `connect = all` weighted layers read every group, the rest their own; a chunk is
 C*H*W / G float32 values. None of this needs Graphviz's `dot`; one test renders an SVG when
-`dot` is there (CI has none), and only that test is skipped without it.
+`dot` is there (.ci/run installs it), and only that test is skipped without it.
 """
 import re
 import shutil
@@ -302,7 +302,7 @@ def test_a_missing_folder_is_one_line(tmp_path, capsys):
     one_error_line(capsys, "no such directory")
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (CI has none)")
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (apt-get install graphviz; .ci/run does)")
 def test_svg_has_a_node_per_box(tmp_path, long_text):
     """The one check that needs `dot`: the rendered SVG parses as XML, a node group per box and
     an edge group per arrow; the 300-layer file too."""
