@@ -180,11 +180,11 @@ def warp_max_case(net, layer, triton_module, torch_module, device: torch.device,
         warped = [F.interpolate(z, size=size, mode="bilinear", align_corners=False) for z in zs]
         return torch.stack(warped).max(dim=0).values
 
-    # The warp-max alone: SIWarpMax with the constants the layer's line binds to si_conv2d, but the scales
+    # The warp-max alone: the si_warp_max operator with the constants the layer's line binds to si_conv2d, but the scales
     constants = {name: value for name, value in getattr(triton_module, f"si_warp_max_{layer.name}").keywords.items()
                  if name != "scales"}
     implementations = {
-        "triton": lambda *zs: triton_module.SIWarpMax.apply(constants, *zs),
+        "triton": lambda *zs: triton_module.si_warp_max(list(zs), **constants)[0],
         "eager = torch backend": eager,
         "torch.compile": torch.compile(eager, dynamic=False),
     }

@@ -170,11 +170,11 @@ def test_si_conv_grouped():
 
 
 def warp_max(module, layer):
-    """The generated module's warp-max alone, on conv maps given: SIWarpMax with the layer's constants (those
-    its line binds to si_conv2d, but the scales)."""
+    """The generated module's warp-max alone, on conv maps given: its si_warp_max operator with the layer's
+    constants (those its line binds to si_conv2d, but the scales); the output, not the winners."""
     constants = {name: value for name, value in vars(module)[f"si_warp_max_{layer.name}"].keywords.items()
                  if name != "scales"}
-    return lambda *zs: module.SIWarpMax.apply(constants, *zs)
+    return lambda *zs: module.si_warp_max(list(zs), **constants)[0]
 
 
 def test_si_warp_max_kernel_alone():

@@ -14,6 +14,8 @@ H200 (sm_90), with no GPU and no CUDA driver:
    full batch size with every kernel swapped for a recorder, which keeps each launch's grid, arguments
    and options instead of running it, and the layer it ran for (the kernels are one per operation, so
    each layer's function, `lrn_rnorm1`, ..., is watched to say which layer's forward or backward runs);
+   the PyTorch operators that launch the kernels run their own code on the meta device, not the fake
+   form torch.compile traces with;
 3. compile each recorded launch as Triton's launcher would: the same argument types (a tuple of
    tensors as a tuple of pointers), 16-byte-aligned pointers (as PyTorch allocates them), integers
    divisible by 16 marked so, the layer's tl.constexpr arguments, the same num_warps and
@@ -45,6 +47,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
+from torch._library.custom_ops import CustomOpDef
 
 import netdsl
 from netdsl.language.ir import Net
@@ -115,9 +118,13 @@ def launches(net: Net, batch: int, dtype: torch.dtype = torch.float32) -> list[L
             return out
         return run
 
+    layers = {f"{template}_{layer.name}": layer.name for layer in net.layers for template in REGISTRY[layer.type].kernels}
+    bindings = {name: vars(module)[name] for name in layers}
+    for op in vars(module).values():
+        if isinstance(op, CustomOpDef):  # the operator's own code (_init_fn), where it launches the kernels
+            op.register_kernel("meta", op._init_fn)
     vars(module).update({name: Recorder(kernel) for name, kernel in kernels.items()})
-    vars(module).update({f"{template}_{layer.name}": watched(layer.name, vars(module)[f"{template}_{layer.name}"])
-                         for layer in net.layers for template in REGISTRY[layer.type].kernels})
+    vars(module).update({name: watched(layers[name], function) for name, function in bindings.items()})
     try:
         with torch.device("meta"):
             model = module.build().train().to(dtype)
@@ -126,6 +133,7 @@ def launches(net: Net, batch: int, dtype: torch.dtype = torch.float32) -> list[L
             torch.autograd.grad(logits, x, torch.ones_like(logits))
     finally:
         vars(module).update(kernels)  # the kernels call their helpers through the module's globals
+        vars(module).update(bindings)
     return recorded
 
 

@@ -5,6 +5,9 @@
 
 The source is written to a content-addressed file before import, so tracebacks show the
 generated lines and Triton's JIT, which reads kernel source with `inspect`, can find them.
+The same source is imported once a process: a triton module registers its kernels as PyTorch
+operators named after the module, and registering them again would pull them from under the
+models built before.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 from types import ModuleType
+
+_loaded: dict[str, ModuleType] = {}  # the modules imported so far, by name
 
 
 def cache_dir() -> Path:
@@ -30,9 +35,12 @@ def cache_dir() -> Path:
 
 
 def load_source(source: str, name: str = "net") -> ModuleType:
-    """Import generated source as a module named after the network and the source's hash."""
+    """Import generated source as a module named after the network and the source's hash; the
+    module imported before for the same source and name."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     module_name = f"netdsl_{name}_{digest}"
+    if module_name in _loaded:
+        return _loaded[module_name]
     path = cache_dir() / f"{module_name}.py"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -41,4 +49,5 @@ def load_source(source: str, name: str = "net") -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    _loaded[module_name] = module
     return module

@@ -17,6 +17,12 @@ import triton.language as tl
 # Every kernel launch below runs under torch.cuda.device_of(its tensor), since Triton launches on the
 # current GPU, and names enable_fp_fusion=True (multiply-adds fused, Triton's default up to 3.9) so that
 # the rounding does not change with the Triton version.
+#
+# Each kernel is launched by a PyTorch operator (torch.library.custom_op) with its backward and its fake
+# form (its outputs' shapes, all torch.compile needs to trace it), so that torch.compile takes the model
+# in one graph. An operator is opaque to the compiler, which calls it as it is, in Triton's interpreter as
+# on a GPU. The operators are named in this module's namespace, since another network's kernels differ.
+OPS = __name__.replace(".", "_")
 
 
 @triton.jit
@@ -125,44 +131,66 @@ def si_warp_max_backward_kernel(grad_out_ptr, winner_ptr, grad_z_ptrs, total, MA
         si_warped_backward(grad_z_ptrs[i], o, plane, row, col, inside, g, winner == i, MAPS[i][0], MAPS[i][1], OH, OW)
 
 
-class SIWarpMax(torch.autograd.Function):
-    """The warp-max over an SI layer's conv maps, one per scale, with the layer's constants; the backward needs
-    only the winning scale of each output."""
+def si_warp_max_outputs(zs, OH, OW):
+    """Empty out and winner for the maps zs warped to OH x OW."""
+    n, c = zs[0].shape[:2]
+    return (torch.empty(n, c, OH, OW, dtype=zs[0].dtype, device=zs[0].device),
+            torch.empty(n, c, OH, OW, dtype=torch.uint8, device=zs[0].device))
 
-    @staticmethod
-    def forward(ctx, constants, *zs):
-        n, c = zs[0].shape[:2]
-        out = torch.empty(n, c, constants["OH"], constants["OW"], dtype=zs[0].dtype, device=zs[0].device)
-        assert max(out.numel(), *(z.numel() for z in zs)) < 2**31, "the kernels index with 32-bit integers"
-        winner = torch.empty(n, c, constants["OH"], constants["OW"], dtype=torch.uint8, device=zs[0].device)
-        with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
-            si_warp_max_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
-                tuple(z.contiguous() for z in zs), out, winner, out.numel(), **constants, num_warps=8, enable_fp_fusion=True)
-        ctx.constants = constants
-        ctx.save_for_backward(winner)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        winner, = ctx.saved_tensors
-        n, c = winner.shape[:2]
-        # A map of the output size has its gradient written whole by the kernel; a warped one's is summed with
-        # atomic adds, so it starts at zero
-        out_size = (ctx.constants["OH"], ctx.constants["OW"])
-        grad_zs = tuple((torch.empty if (h, w) == out_size else torch.zeros)(n, c, h, w, dtype=grad_out.dtype, device=grad_out.device)
-                        for h, w in ctx.constants["MAPS"])
-        with torch.cuda.device_of(winner):
-            si_warp_max_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
-                grad_out.contiguous(), winner, grad_zs, winner.numel(), **ctx.constants, num_warps=8, enable_fp_fusion=True)
-        return None, *grad_zs
+@torch.library.custom_op(f"{OPS}::si_warp_max", mutates_args=())
+def si_warp_max(zs: list[torch.Tensor], *, OH: int, OW: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The warp-max over an SI layer's conv maps zs, one per scale, to OH x OW: the output and, for the backward,
+    the winning scale of each output."""
+    out, winner = si_warp_max_outputs(zs, OH, OW)
+    assert max(out.numel(), *(z.numel() for z in zs)) < 2**31, "the kernels index with 32-bit integers"
+    with torch.cuda.device_of(out):  # launch on the maps' GPU, whichever is current
+        si_warp_max_forward_kernel[(triton.cdiv(out.numel(), 1024),)](
+            tuple(z.contiguous() for z in zs), out, winner, out.numel(), MAPS=tuple(tuple(z.shape[2:]) for z in zs), OH=OH,
+            OW=OW, num_warps=8, enable_fp_fusion=True)
+    return out, winner
+
+
+@torch.library.custom_op(f"{OPS}::si_warp_max_backward", mutates_args=("grad_zs",))
+def si_warp_max_backward(grad_out: torch.Tensor, winner: torch.Tensor, grad_zs: list[torch.Tensor], *, OH: int, OW: int) -> None:
+    """The gradient of si_warp_max's output into grad_zs, the conv maps' gradients: it needs only the winners."""
+    with torch.cuda.device_of(winner):
+        si_warp_max_backward_kernel[(triton.cdiv(winner.numel(), 256),)](
+            grad_out.contiguous(), winner, tuple(grad_zs), winner.numel(), MAPS=tuple(tuple(g.shape[2:]) for g in grad_zs),
+            OH=OH, OW=OW, num_warps=8, enable_fp_fusion=True)
+
+
+def si_warp_max_save_winner(ctx, inputs, keyword_only_inputs, output):
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+    ctx.maps = [z.shape[2:] for z in inputs[0]]
+    ctx.constants = keyword_only_inputs
+
+
+def si_warp_max_gradient(ctx, grad_out, grad_winner):
+    winner, = ctx.saved_tensors
+    n, c = winner.shape[:2]
+    # A map of the output size has its gradient written whole by the kernel; a warped one's is summed with atomic
+    # adds, so it starts at zero
+    out_size = (ctx.constants["OH"], ctx.constants["OW"])
+    grad_zs = [(torch.empty if (h, w) == out_size else torch.zeros)(n, c, h, w, dtype=grad_out.dtype, device=grad_out.device)
+               for h, w in ctx.maps]
+    si_warp_max_backward(grad_out, winner, grad_zs, **ctx.constants)
+    return grad_zs
+
+
+si_warp_max.register_autograd(si_warp_max_gradient, setup_context=si_warp_max_save_winner)
+si_warp_max.register_fake(lambda zs, *, OH, OW: si_warp_max_outputs(zs, OH, OW))
+si_warp_max_backward.register_fake(lambda grad_out, winner, grad_zs, **constants: None)
 
 
 def si_conv2d(x, conv, scales, **constants):
-    """`conv` on x resized by each scale (PyTorch), then the warp-max kernels with the layer's constants (MAPS: the
-    conv maps' sizes, OH x OW: the output's); the neuron is the caller's."""
+    """`conv` on x resized by each scale (PyTorch), then the warp-max kernels with the layer's constants (OH x OW:
+    the output's size); the neuron is the caller's."""
     bilinear = dict(mode="bilinear", align_corners=False)
     zs = [conv(x if s == 1 else F.interpolate(x, scale_factor=s, **bilinear)) for s in scales]  # scale 1 leaves x as it is
-    return SIWarpMax.apply(constants, *zs)
+    out, winner = si_warp_max(zs, **constants)
+    return out
 
 
 @triton.jit
@@ -256,35 +284,52 @@ def lrn_backward_kernel(a_ptr, grad_b_ptr, grad_a_ptr, SIZE: tl.constexpr, K: tl
         a, t, q = a[1:], t[1:], q[1:]
 
 
-class LRN(torch.autograd.Function):
-    """Local response normalization with a layer's constants; it saves only its input, from which the backward
-    recomputes the rest."""
-
-    @staticmethod
-    def forward(ctx, a, constants):
-        a = a.contiguous()
-        b = torch.empty_like(a)
-        # One program per (image, group) row, CHUNK-channel chunk and BLOCK-pixel block, on a's GPU
-        ctx.grid = (a.numel() // (constants["CHANNELS"] * constants["HW"]),
-                    triton.cdiv(constants["CHANNELS"], constants["CHUNK"]), triton.cdiv(constants["HW"], constants["BLOCK"]))
-        ctx.constants = constants
-        with torch.cuda.device_of(a):
-            lrn_forward_kernel[ctx.grid](a, b, **constants, enable_fp_fusion=True)
-        ctx.save_for_backward(a)
-        return b
-
-    @staticmethod
-    def backward(ctx, grad_b):
-        a, = ctx.saved_tensors
-        grad_a = torch.empty_like(a)
-        with torch.cuda.device_of(a):
-            lrn_backward_kernel[ctx.grid](a, grad_b.contiguous(), grad_a, **ctx.constants, enable_fp_fusion=True)
-        return grad_a, None
+def lrn_grid(a, CHANNELS, HW, CHUNK, BLOCK):
+    """One program per (image, group) row, CHUNK-channel chunk and BLOCK-pixel block."""
+    return a.numel() // (CHANNELS * HW), triton.cdiv(CHANNELS, CHUNK), triton.cdiv(HW, BLOCK)
 
 
-def local_response_norm(a, **constants):
-    """LRN of a, N x C x H x W, with a layer's constants: the kernels' tl.constexpr arguments and num_warps."""
-    return LRN.apply(a, constants)
+@torch.library.custom_op(f"{OPS}::lrn", mutates_args=())
+def local_response_norm(a: torch.Tensor, *, SIZE: int, K: float, ALPHA: float, BETA: float, CHANNELS: int, HW: int,
+                        CHUNK: int, BLOCK: int, num_warps: int) -> torch.Tensor:
+    """LRN of a, N x C x H x W, with a layer's constants: the kernels' tl.constexpr arguments and num_warps. Its
+    backward saves only a, from which lrn_backward recomputes the rest."""
+    a = a.contiguous()
+    b = torch.empty_like(a)
+    with torch.cuda.device_of(a):  # launch on a's GPU, whichever is current
+        lrn_forward_kernel[lrn_grid(a, CHANNELS, HW, CHUNK, BLOCK)](
+            a, b, SIZE=SIZE, K=K, ALPHA=ALPHA, BETA=BETA, CHANNELS=CHANNELS, HW=HW, CHUNK=CHUNK, BLOCK=BLOCK,
+            num_warps=num_warps, enable_fp_fusion=True)
+    return b
+
+
+@torch.library.custom_op(f"{OPS}::lrn_backward", mutates_args=())
+def lrn_backward(a: torch.Tensor, grad_b: torch.Tensor, *, SIZE: int, K: float, ALPHA: float, BETA: float, CHANNELS: int,
+                 HW: int, CHUNK: int, BLOCK: int, num_warps: int) -> torch.Tensor:
+    """The gradient of local_response_norm at a."""
+    a = a.contiguous()
+    grad_a = torch.empty_like(a)
+    with torch.cuda.device_of(a):
+        lrn_backward_kernel[lrn_grid(a, CHANNELS, HW, CHUNK, BLOCK)](
+            a, grad_b.contiguous(), grad_a, SIZE=SIZE, K=K, ALPHA=ALPHA, BETA=BETA, CHANNELS=CHANNELS, HW=HW,
+            CHUNK=CHUNK, BLOCK=BLOCK, num_warps=num_warps, enable_fp_fusion=True)
+    return grad_a
+
+
+def lrn_save_input(ctx, inputs, keyword_only_inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.constants = keyword_only_inputs
+
+
+def lrn_gradient(ctx, grad_b):
+    a, = ctx.saved_tensors
+    return lrn_backward(a, grad_b, **ctx.constants)
+
+
+local_response_norm.register_autograd(lrn_gradient, setup_context=lrn_save_input)
+# Each output is shaped as its input, contiguous
+local_response_norm.register_fake(lambda a, **constants: torch.empty_like(a, memory_format=torch.contiguous_format))
+lrn_backward.register_fake(lambda a, grad_b, **constants: torch.empty_like(a, memory_format=torch.contiguous_format))
 
 
 @triton.jit
@@ -354,50 +399,72 @@ def maxpool_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total, SIZE: tl.con
     tl.store(grad_x_ptr + i, grad, mask=inside)
 
 
-class MaxPool(torch.autograd.Function):
-    """Max-pooling with a layer's constants; the backward needs only the place of each output's maximum in its window."""
+def maxpool_outputs(x, SIZE, OH, OW):
+    """Empty y and arg for x pooled to OH x OW."""
+    shape = (x.shape[0], x.shape[1], OH, OW)
+    return (torch.empty(shape, dtype=x.dtype, device=x.device),
+            torch.empty(shape, dtype=torch.uint8, device=x.device))
 
-    @staticmethod
-    def forward(ctx, x, constants):
-        x = x.contiguous()
-        n, c = x.shape[:2]
-        assert x.numel() < 2**31, "the kernels index with 32-bit integers"
-        shape = (n, c, constants["OH"], constants["OW"])
-        y = torch.empty(shape, dtype=x.dtype, device=x.device)
-        arg = torch.empty(shape, dtype=torch.uint8, device=x.device)
-        with torch.cuda.device_of(x):  # launch on x's GPU, whichever is current
-            maxpool_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
-                x, y, arg, y.numel(), **constants, num_warps=8, enable_fp_fusion=True)
-        ctx.constants = constants
-        ctx.save_for_backward(arg)
-        return y
 
-    @staticmethod
-    def backward(ctx, grad_y):
-        arg, = ctx.saved_tensors
-        n, c = arg.shape[:2]
-        grad_x = torch.empty(n, c, ctx.constants["H"], ctx.constants["W"], dtype=grad_y.dtype, device=grad_y.device)
-        with torch.cuda.device_of(arg):
-            maxpool_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
-                grad_y.contiguous(), arg, grad_x, grad_x.numel(), **ctx.constants, num_warps=8, enable_fp_fusion=True)
-        return grad_x, None
+@torch.library.custom_op(f"{OPS}::maxpool", mutates_args=())
+def maxpool(x: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int, OW: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max-pooling of x, N x C x H x W, with a layer's constants: the output y and, for the backward, arg, the
+    place of each output's maximum in its window."""
+    x = x.contiguous()
+    assert x.numel() < 2**31, "the kernels index with 32-bit integers"
+    y, arg = maxpool_outputs(x, SIZE, OH, OW)
+    with torch.cuda.device_of(x):  # launch on x's GPU, whichever is current
+        maxpool_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
+            x, y, arg, y.numel(), SIZE=SIZE, STRIDE=STRIDE, H=H, W=W, OH=OH, OW=OW, num_warps=8, enable_fp_fusion=True)
+    return y, arg
+
+
+@torch.library.custom_op(f"{OPS}::maxpool_backward", mutates_args=())
+def maxpool_backward(grad_y: torch.Tensor, arg: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int,
+                     OW: int) -> torch.Tensor:
+    """The gradient of maxpool's y: it needs only arg."""
+    n, c = arg.shape[:2]
+    grad_x = torch.empty(n, c, H, W, dtype=grad_y.dtype, device=grad_y.device)
+    with torch.cuda.device_of(arg):
+        maxpool_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
+            grad_y.contiguous(), arg, grad_x, grad_x.numel(), SIZE=SIZE, STRIDE=STRIDE, H=H, W=W, OH=OH, OW=OW,
+            num_warps=8, enable_fp_fusion=True)
+    return grad_x
+
+
+def maxpool_save_arg(ctx, inputs, keyword_only_inputs, output):
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+    ctx.constants = keyword_only_inputs
+
+
+def maxpool_gradient(ctx, grad_y, grad_arg):
+    arg, = ctx.saved_tensors
+    return maxpool_backward(grad_y, arg, **ctx.constants)
+
+
+maxpool.register_autograd(maxpool_gradient, setup_context=maxpool_save_arg)
+maxpool.register_fake(lambda x, *, SIZE, OH, OW, **constants: maxpool_outputs(x, SIZE, OH, OW))
+maxpool_backward.register_fake(
+    lambda grad_y, arg, *, H, W, **constants: grad_y.new_empty(arg.shape[0], arg.shape[1], H, W))
 
 
 def max_pool2d(x, **constants):
     """Max-pooling of x, N x C x H x W, with a layer's constants: the kernels' tl.constexpr arguments."""
-    return MaxPool.apply(x, constants)
+    y, arg = maxpool(x, **constants)
+    return y
 
 
 # Each layer's kernels with its constants, which Triton compiles into them
-si_warp_max_conv1 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((34, 34), (55, 55), (88, 88)), OH=55, OW=55)
+si_warp_max_conv1 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=55, OW=55)
 lrn_rnorm1 = functools.partial(local_response_norm, SIZE=5, K=2.0, ALPHA=0.0001, BETA=0.75, CHANNELS=48, HW=3025, CHUNK=16, BLOCK=512, num_warps=16)
 maxpool_pool1 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=55, W=55, OH=27, OW=27)
-si_warp_max_conv2 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((17, 17), (27, 27), (42, 42)), OH=27, OW=27)
+si_warp_max_conv2 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=27, OW=27)
 lrn_rnorm2 = functools.partial(local_response_norm, SIZE=5, K=2.0, ALPHA=0.0001, BETA=0.75, CHANNELS=128, HW=729, CHUNK=16, BLOCK=256, num_warps=8)
 maxpool_pool2 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=27, W=27, OH=13, OW=13)
-si_warp_max_conv3 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((8, 8), (13, 13), (20, 20)), OH=13, OW=13)
-si_warp_max_conv4 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((8, 8), (13, 13), (20, 20)), OH=13, OW=13)
-si_warp_max_conv5 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), MAPS=((8, 8), (13, 13), (20, 20)), OH=13, OW=13)
+si_warp_max_conv3 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=13, OW=13)
+si_warp_max_conv4 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=13, OW=13)
+si_warp_max_conv5 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=13, OW=13)
 maxpool_pool5 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=13, W=13, OH=6, OW=6)
 
 
