@@ -130,11 +130,13 @@ type = softmax
 
 # The layers' summed time against the whole step's: |sum / step - 1| at most this. The two
 # are medians of interleaved rounds, so a shared CPU's load slows both alike; what remains is
-# each layer's Python call and the autograd.grad calls the whole step makes once (fractions of
-# a millisecond in a step of ~100 ms here) and the noise of a loaded 2-core machine, where
-# 25 runs of this test's measurement gave ratios from 0.78 to 1.12, median 0.93 (load average
-# 6 to 8). A failed measurement is taken again, up to 3 times, before the test fails.
-SUM_TOLERANCE = 0.20
+# the whole step's own work (its autograd pass over the whole graph, the gradients accumulated
+# into .grad, the nn.Module calls: the sum is typically 5% under the step) and the noise of a
+# loaded 2-core machine. 60 runs of this test's measurement (fashion_tiny, batch 32, 10 rounds;
+# load average 6 to 8) gave ratios from 0.74 to 1.40, median 0.95, 3 of them beyond 25%. A
+# failed measurement is taken again, up to 3 times, before the test fails (about 1 in 8,000
+# if the tries were independent).
+SUM_TOLERANCE = 0.25
 
 
 def grouped_net(output: str = "softmax") -> netdsl.Net:
