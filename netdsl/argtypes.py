@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
 
 def _integer(text: str, least: int, what: str) -> int:
@@ -33,6 +34,21 @@ def scale_list(text: str) -> tuple[float, ...]:
     if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
         raise argparse.ArgumentTypeError(f"expected positive factors, got `{text}`")
     return scales
+
+
+def output_file(suffix: str):
+    """A flag type for a file to write, `-o x.png`: ends with `suffix`, not a folder, and its folder
+    exists; checked before any work, so a typo in -o costs nothing."""
+    def check(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"expected a {suffix} file name, got `{text}`")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"`{text}` is a directory; expected a file name")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"cannot write `{text}`: no such directory `{path.parent}`")
+        return path
+    return check
 
 
 def usable_cores() -> int:

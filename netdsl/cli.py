@@ -27,6 +27,9 @@ COMMANDS = {
     "invariance": ("netdsl.commands.invariance", "each layer's invariance to scaling (the SI paper's Figure 5)"),
     "export": ("netdsl.commands.export", "write a network and a checkpoint's weights as an ONNX model"),
     "time": ("netdsl.commands.time", "time a training step layer by layer: forward, backward, memory kept"),
+    "filters": ("netdsl.commands.filters", "a conv layer's kernels as an image grid (the AlexNet paper's Figure 3)"),
+    "features": ("netdsl.commands.features", "any layer's activations for every image of a split, to a .npy"),
+    "neighbours": ("netdsl.commands.neighbours", "the training images nearest to test images by a layer's activations (Figure 4)"),
     "draw": ("netdsl.commands.draw", "the network as a picture (PNG, SVG or DOT), groups side by side"),
 }
 

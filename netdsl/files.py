@@ -4,13 +4,16 @@
     with files.replacing(run / "checkpoint.pt") as out:
         torch.save(state, out)                      # streamed into the temporary file
     files.append(run / "metrics.jsonl", line)       # all of the line, or none of it
+    with files.building(out / "features.npy") as tmp:
+        array = numpy.lib.format.open_memmap(tmp, "w+", ...)   # a writer that wants a name
 
-Every byte goes through os.write on a descriptor of our own, so an OSError (ENOSPC, EDQUOT,
-EIO, ...) reaches us as itself and not wrapped by a library, and a test can make any of these
-writes fail on demand. Whatever fails (open, write, fsync, rename), the temporary file is
-removed and the file it was to replace keeps its old content; the caller gets WriteError, a
-NetError naming the file and the cause (`runs/x/checkpoint.pt: error: cannot write: No space
-left on device`), which `netdsl` prints as one line before it exits with status 2.
+Every byte goes through os.write on a descriptor of our own (but those a building() caller
+writes), so an OSError (ENOSPC, EDQUOT, EIO, ...) reaches us as itself and not wrapped by a
+library, and a test can make any of these writes fail on demand. Whatever fails (open, write,
+fsync, rename), the temporary file is removed and the file it was to replace keeps its old
+content; the caller gets WriteError, a NetError naming the file and the cause
+(`runs/x/checkpoint.pt: error: cannot write: No space left on device`), which `netdsl` prints
+as one line before it exits with status 2.
 
 A temporary file is `<name>.<pid>.tmp` beside its target: a process killed while writing one
 leaves it behind, and remove_stale_temporaries() clears such files from a run folder (which
@@ -123,6 +126,30 @@ def replacing(path: Path):
             raise
         raise WriteError(path, writer.failure) from None
     except BaseException:  # KeyboardInterrupt included: no temporary file is left
+        _remove_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def building(path: Path):
+    """The temporary file that becomes `path`, by name, for writers that want a file name of
+    their own (numpy's open_memmap): when the block ends it is fsynced and renamed over `path`
+    atomically. WriteError on any OSError; whatever fails, the temporary file is removed."""
+    path = Path(path)
+    tmp = temporary(path)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as err:
+        _remove_quietly(tmp)
+        raise WriteError(path, err) from None
+    except BaseException:
         _remove_quietly(tmp)
         raise
 

@@ -90,8 +90,8 @@ class LayerCode(NamedTuple):
 
 def layer_code(net: Net, backend: str, x: str | None = None) -> list[LayerCode]:
     """Each layer after data as code. forward() is built from it; so are the split placement
-    (netdsl/devices/placement.py) and the invariance taps (netdsl/scale_invariance/invariance.py),
-    which run it layer by layer."""
+    (netdsl/devices/placement.py) and the layer outputs of netdsl/runner/activations.py (features,
+    neighbours, the invariance score), which run it layer by layer."""
     flat = flat_layers(net)
     code = []
     for layer in net.layers[1:]:

@@ -13,6 +13,9 @@ defines the flags and run(args) calls the wing that does the work.
     export.py      a network and a checkpoint as ONNX (codegen/onnx_export.py)
     draw.py        the network as a picture, groups side by side (codegen/drawing.py)
     time.py        a training step timed layer by layer (runner/timing.py)
+    filters.py     a conv layer's kernels as an image grid (inspect/filters.py)
+    features.py    a layer's activations over a split, to a .npy (inspect/features.py)
+    neighbours.py  the nearest training images by a layer's activations (inspect/neighbours.py)
 
 Imports nothing itself, so cli.py can list the commands without loading them.
 """

@@ -31,7 +31,7 @@ never reach, without a threshold.)
 
 The measured outputs come from the generated forward's own code, run one layer at a time
 (each layer's `forward` template, as netdsl/devices/placement.py runs it) on a torch-backend copy of
-the model, so any backend and placement can be measured.
+the model, so any backend and placement can be measured (netdsl/runner/activations.py).
 """
 from __future__ import annotations
 
@@ -46,9 +46,8 @@ from tqdm import tqdm
 from .. import compile_net, load_net
 from ..errors import NetError
 from ..language.layers import REGISTRY
-from ..codegen.load import load_source
 from ..datasets.mnist_scale import rescale
-from ..codegen.render import layer_code, render
+from ..runner.activations import LayerOutputs
 from ..runner.checkpoint import load_checkpoint
 
 FIRING_RATE = 0.01
@@ -58,29 +57,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # ---------------------------------------------------------------- the score
 
-class LayerTaps:
-    """The measured layers' unit responses (N x units) for a batch, from the generated code."""
+class LayerTaps(LayerOutputs):
+    """The measured layers' unit responses (N x units) for a batch, from the generated code
+    (netdsl/runner/activations.py)."""
 
     def __init__(self, model: torch.nn.Module, net):
-        module = load_source(render(net, "torch"), net.name)
-        self.namespace = vars(module)    # the helpers (si_conv2d, ...) the layer code calls
-        params = list(model.parameters())
-        self.device = params[0].device if params else torch.device("cpu")
-        self.model = module.build()
-        self.model.load_state_dict(model.state_dict())  # fused layout for every placement
-        self.model.to(self.device).eval()
-        self.names = [layer.name for layer in net.layers if REGISTRY[layer.type].weighted]
-        last = max(i for i, layer in enumerate(net.layers) if layer.name in self.names)
-        self.steps = [(layer.name, compile(code, f"<{net.name}: {layer.name}>", "eval"))
-                      for layer, _, code in layer_code(net, "torch")[:last]]
-        self.data_name = net.data.name
+        super().__init__(model, net, [layer.name for layer in net.layers if REGISTRY[layer.type].weighted])
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = {self.data_name: x.to(self.device)}
-        for name, code in self.steps:
-            outputs[name] = eval(code, self.namespace, {"self": self.model, **outputs})
-        return {name: _units(outputs[name]) for name in self.names}
+        return {name: _units(output) for name, output in super().__call__(x).items()}
 
 
 def _units(output: torch.Tensor) -> torch.Tensor:
