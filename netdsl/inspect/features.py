@@ -67,7 +67,7 @@ def load_trained(net, path: str) -> Trained:
     state = checkpoint.load(path)
     recipe = data.Recipe.of(net)
     mean = checked_mean(state, recipe, path)
-    model, device = build_model(net, "torch", default_devices(None))
+    model, _ = build_model(net, "torch", default_devices(None))
     load_weights(model, state, path)
     return Trained(net, model, tuple(state["classes"]), mean, recipe, str(path))
 

@@ -51,6 +51,7 @@ BLOCK_BYTES = 1 << 26  # a block of training features in float64, at most
 
 @dataclass(frozen=True)
 class Neighbours:
+    """The queries (of `split`), and for each its nearest training images, nearest first."""
     split: str
     train: data.Folder
     queries: data.Folder
