@@ -88,7 +88,8 @@ class Decomposed:
     """A compiled model's forward as one LayerRun a layer after data, in network order.
 
     layers.outputs(x)[net.output.name] is model(x) exactly: the same code in the same order,
-    drawing dropout's masks in the same order."""
+    drawing dropout's masks in the same order. Set the model's mode (train() or eval()) first:
+    a SplitNet's layers see the mode it had when this was built, as its forward's do."""
 
     def __init__(self, net: Net, model: torch.nn.Module, backend: str):
         self.net, self.model = net, model
