@@ -8,16 +8,45 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class MaxOverScales(torch.autograd.Function):
+    """The elementwise maximum of the maps, as torch.stack(maps).max(dim=0).values, without the stack:
+    the gradient goes to the map holding the maximum, the first one on ties. The backward keeps only
+    which map won, a byte an element (so up to 256 maps)."""
+
+    @staticmethod
+    def forward(ctx, *maps):
+        out = maps[0].clone()
+        winner = torch.zeros_like(out, dtype=torch.uint8)
+        for i, z in enumerate(maps[1:], 1):
+            # map i wins where it beats every earlier map; i exceeds all earlier winners, so the maximum records it
+            torch.maximum(winner, (z > out).to(torch.uint8).mul_(i), out=winner)
+            torch.maximum(out, z, out=out)
+        ctx.save_for_backward(winner)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        winner, = ctx.saved_tensors
+        return tuple(grad * (winner == i) for i in range(len(ctx.needs_input_grad)))
+
+
 def si_conv2d(x, conv, scales, size):
     """The SI layer: conv at each scale of x, each map resized back to `size`, the maximum kept.
 
-    z_i = resize(conv(resize(x, by s_i)), to size), bilinear with align_corners=False;
-    the same weights serve every scale, so the layer adds no parameters.
+    With bl = dict(mode="bilinear", align_corners=False), x N x C x H x W and size = conv(x)'s H' x W':
+    z_i = F.interpolate(conv(F.interpolate(x, scale_factor=s_i, **bl)), size=size, **bl), and the
+    output, N x C' x H' x W', is max_i z_i. The same weights serve every scale, so the layer adds no
+    parameters. Scale 1 and a map already of `size` skip their resize, the identity there. The maps
+    are channels-last (the output too), where the conv and the resizes, backward above all, run fastest.
     """
     bilinear = dict(mode="bilinear", align_corners=False)
-    maps = [F.interpolate(conv(F.interpolate(x, scale_factor=s, **bilinear)), size=size, **bilinear)
-            for s in scales]
-    return torch.stack(maps).max(dim=0).values
+    # empty_like: .contiguous(memory_format=...) leaves a one-channel x, and so its conv, channels-first
+    x = torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
+    maps = []
+    for s in scales:
+        z = conv(x if s == 1 else F.interpolate(x, scale_factor=s, **bilinear))
+        maps.append(z if z.shape[-2:] == size else F.interpolate(z, size=size, **bilinear))
+    return MaxOverScales.apply(*maps)
 
 
 class MnistScaleSi(nn.Module):
