@@ -431,10 +431,14 @@ def table(timing: Timing) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     title = (f"{timing.name}: one training step at batch {timing.batch}, {timing.backend} backend on "
-             f"{','.join(timing.devices)}, medians of {timing.repeats} runs ({timing.clock})")
+             f"{','.join(timing.devices)}, {_runs(timing.repeats)} ({timing.clock})")
     notes = ["share: of the layers' sum. saved: the activation memory a layer keeps for its backward, for the "
              "batch;", "a tensor two layers keep counts in both rows, and once in the whole step's."]
     return "\n".join([title, line(header), rule, *map(line, rows), rule, *map(line, totals), "", *notes])
+
+
+def _runs(repeats: int) -> str:
+    return f"medians of {repeats} runs" if repeats > 1 else "one run"
 
 
 def _times(forward: float, backward: float, total: float | None = None) -> tuple[str, str, str]:
