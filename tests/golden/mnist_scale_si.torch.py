@@ -18,9 +18,10 @@ class MaxOverScales(torch.autograd.Function):
         out = maps[0].clone()
         winner = torch.zeros_like(out, dtype=torch.uint8)
         for i, z in enumerate(maps[1:], 1):
-            # map i wins where it beats every earlier map; i exceeds all earlier winners, so the maximum records it
-            torch.maximum(winner, (z > out).to(torch.uint8).mul_(i), out=winner)
-            torch.maximum(out, z, out=out)
+            # map i wins where it beats every earlier map (strictly: on a tie the earlier one stays). No out=:
+            # torch.compile takes no channels-last out= tensor, and would break the graph here
+            winner.masked_fill_(z > out, i)
+            out = torch.maximum(out, z)
         ctx.save_for_backward(winner)
         return out
 
