@@ -105,6 +105,7 @@ def test_compile_prints_the_recipe_and_the_multipliers_that_are_not_the_defaults
         "recipe: batch 128, epochs 9, optimizer sgd, lr 0.01, momentum 0.9, weight_decay 0.0005",
         "        schedule multistep(3, 6), gamma 0.1",
         "        resize 14, flip yes, lighting 0.1, mean none, scale 0.00390625, test center",
+        "        precision fp32",
         "        [conv1] lr_mult 1, 2",
     ]
     assert main(["compile", str(path), "--json"]) == 0

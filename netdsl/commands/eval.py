@@ -15,6 +15,10 @@ network and share the first one's classes; each sees the images minus its own tr
 
     netdsl eval nets/alexnet.net --checkpoint runs/a/best.pt --checkpoint runs/b/best.pt --data imagenet/
 
+--precision (default: the network's [train] precision) runs the forward under autocast to bf16 or
+fp16, --compile through torch.compile (netdsl/runner/precision.py); a checkpoint holds float32
+weights whatever precision it was trained in.
+
 With --scales, one or two networks' error against scale (the SI paper's experiment,
 netdsl/scale_invariance/scale_eval.py); the runner itself knows no experiment, so this
 command is where the two meet.
@@ -28,7 +32,7 @@ import torch
 
 from ..argtypes import count, positive, scale_list
 from ..errors import NetError
-from ..runner import checkpoint, data, ensemble
+from ..runner import checkpoint, data, ensemble, precision
 from ..runner.evaluate import (build_model, check_devices, default_devices, default_workers, evaluate,
                                flushing_denormals, load_weights)
 
@@ -43,6 +47,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=count, default=None, metavar="N",
                         help="data loading processes (default: up to 4, one per CPU core; "
                             "under torchrun, per training process, sharing the machine's cores)")
+    parser.add_argument("--precision", choices=precision.PRECISIONS,
+                        help="the forward in float32, or under autocast to bfloat16 or float16 (fp16 trains with a "
+                             "loss scaler); weights and checkpoints stay float32. Default: [train] precision")
+    parser.add_argument("--compile", action="store_true", help="run the model through torch.compile")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,9 +92,17 @@ def parse_devices(text: str) -> list[str]:
 
 
 def run(args) -> int:
+    import netdsl
+
     check_devices(args.devices, args.backend)
     _check_checkpoint_count(args)
-    with flushing_denormals():
+    if args.scales and args.compile:
+        raise NetError("--compile goes with a checkpoint's or an ensemble's error; --scales runs the networks "
+                       "as they are")
+    # the first network's [train] precision unless --precision says otherwise
+    forward = precision.autocast(args.precision or netdsl.parse_file(args.nets[0]).train.precision,
+                                 default_devices(args.devices))
+    with flushing_denormals(), forward:
         if args.scales:
             return _scales_command(args)
         if len(args.nets) > 1:
@@ -135,6 +151,7 @@ def _evaluate_command(args) -> int:
     mean = _checked_mean(state, recipe, args.checkpoint[0])
     model, device = build_model(net, args.backend, default_devices(args.devices))
     load_weights(model, state, args.checkpoint[0])
+    model = precision.compiled(model, args.compile)
     test = args.test or net.train.test
     workers = default_workers() if args.workers is None else args.workers
     loader = data.eval_loader(data.EvalSet(val, recipe, mean, test == "tencrop"),
@@ -173,7 +190,7 @@ def _ensemble_command(args) -> int:
     for state, path in zip(states, args.checkpoint):
         model, device = build_model(net, args.backend, devices)
         load_weights(model, state, path)
-        models.append(model)
+        models.append(precision.compiled(model, args.compile))
     test = args.test or net.train.test
     workers = default_workers() if args.workers is None else args.workers
     loader = data.eval_loader(data.EnsembleEvalSet(val, recipe, means, test == "tencrop"),

@@ -40,6 +40,7 @@ TRAIN_KEYS = {
     "mean": v.Key(v.choice("image", "channel", "none"), "image"),
     "scale": v.Key(v.number(0, above=True), 1.0, "multiplies pixel values after the mean is subtracted"),
     "test": v.Key(v.choice("center", "tencrop"), "center"),
+    "precision": v.Key(v.choice("fp32", "bf16", "fp16"), "fp32", "the forward under autocast; weights stay fp32"),
 }
 
 # Keys that only layers with weights take (`neuron`, which the neuron layer takes too, is not one).

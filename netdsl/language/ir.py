@@ -74,6 +74,7 @@ class TrainConfig:
     mean: str = "image"               # image | channel | none
     scale: float = 1.0                # multiplies pixels after the mean is subtracted (Caffe's scale)
     test: str = "center"              # center | tencrop
+    precision: str = "fp32"           # fp32 | bf16 | fp16: the forward under autocast, the weights fp32
 
     @property
     def schedule_text(self) -> str:

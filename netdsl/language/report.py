@@ -59,8 +59,9 @@ def table(net: Net) -> str:
     return "\n".join([title, line(header), rule, *map(line, rows), rule, line(totals), "", *recipe_lines(net)])
 
 
-# The recipe's lines under the table: how it optimizes, how lr changes, what the network is fed.
-_RECIPE_LINES = ("batch", "schedule", "resize")
+# The recipe's lines under the table: how it optimizes, how lr changes, what the network is fed, the
+# arithmetic's precision.
+_RECIPE_LINES = ("batch", "schedule", "resize", "precision")
 
 
 def recipe_lines(net: Net) -> list[str]:

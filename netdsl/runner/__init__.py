@@ -3,6 +3,7 @@ experiment (netdsl/scale_invariance/ builds on it, never the reverse).
 
     data.py        image folders, crops, reflections, lighting, the cached mean and covariance
     train.py       the training loop, the schedule, resume, the run folder
+    precision.py   autocast to bf16 or fp16, fp16's loss scaler, torch.compile
     optim.py       the paper's SGD update, with each layer's lr_mult and decay_mult
     checkpoint.py  checkpoints written atomically and read back with weights_only
     runlock.py     one run a folder: RUN/.lock

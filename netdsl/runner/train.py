@@ -44,6 +44,14 @@ anything is loaded or written; comments and layout do not count; a changed recip
 one line a change, each [train] key the resumed run does not follow marked (the optimizer's
 settings and the schedule continue from the checkpoint).
 
+Precision (netdsl/runner/precision.py): `[train] precision` or --precision runs the forward passes,
+training and validation, under autocast to bf16 or fp16, with a gradient scaler for fp16; the
+weights, the optimizer and the checkpoints stay float32. A resumed run takes the precision the file
+or the flag asks for, not the checkpoint's (the weights do not depend on it; a change is printed);
+an fp16 run resumed in fp16 goes on with its checkpoint's loss scale. metrics.jsonl gives each
+epoch's `precision`, and fp16's `loss_scale` at its end. --compile trains and validates the model
+through torch.compile; checkpoints are the same.
+
 The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
 for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
 epoch; `multistep(E1, E2, ...)` multiplies it by `gamma` after each epoch listed, so epoch
@@ -92,7 +100,7 @@ from ..devices.placement import load_optimizer_state, optimizer_state
 from ..errors import NetError
 from ..language import netdiff
 from ..language.check import TRAIN_KEYS
-from . import checkpoint, data, preemption, runlock
+from . import checkpoint, data, precision, preemption, runlock
 from .evaluate import build_model, check_devices, default_devices, default_workers, evaluate, load_weights
 from .optim import get_lr, make_optimizer, set_lr
 
@@ -303,7 +311,7 @@ def _resume_state(run_dir: Path, resume: bool, net) -> dict | None:
 
 def _flags(args, net) -> dict:
     """The [train] keys the run changes: the flags, and for the built-in data its own budget."""
-    flags = {key: getattr(args, key) for key in ("epochs", "batch", "lr") if getattr(args, key) is not None}
+    flags = {key: getattr(args, key) for key in ("epochs", "batch", "lr", "precision") if getattr(args, key) is not None}
     if args.schedule is not None:
         kind, own_factor, milestones = args.schedule
         # multistep cuts by the file's `gamma`, which a file of another schedule cannot write
@@ -398,13 +406,20 @@ class Trainer:
     schedule: Schedule
     problems: data.ProblemLog
     world: World
-    replica: torch.nn.Module   # what trains: the model, or the model under DistributedDataParallel
+    replica: torch.nn.Module   # what trains: the model, or the model under DistributedDataParallel; compiled for --compile
+    evaluated: torch.nn.Module  # what validates: the model, compiled for --compile
+    devices: list | None       # the model's devices (None: the CPU)
+    scaler: torch.amp.GradScaler  # fp16's loss scaler; disabled in fp32 and bf16
     signals: preemption.StopSignals = dataclasses.field(default_factory=preemption.StopSignals)
     checkpointed: tuple[int, int] | None = None   # (epoch, step) of checkpoint.pt as this run left it
 
     @property
     def latest(self) -> Path:
         return self.run_dir / "checkpoint.pt"
+
+    def autocast(self):
+        """The context of the forward passes: autocast to the run's precision (netdsl/runner/precision.py)."""
+        return precision.autocast(self.config.precision, self.devices)
 
     @property
     def mean(self):
@@ -435,6 +450,8 @@ class Trainer:
             raise NetError(f"the checkpoint's schedule does not fit this version of netdsl: {err}",
                            str(self.latest)) from None
         checkpoint.set_rng_states(state["rng"])
+        if self.scaler.is_enabled() and state.get("scaler"):  # an fp16 run goes on with its loss scale
+            self.scaler.load_state_dict(state["scaler"])
         if lr is not None:
             set_lr(self.optimizer, lr)
         step = state.get("step", 0)
@@ -465,6 +482,7 @@ class Trainer:
             "mean": torch.tensor(self.mean), "config": dataclasses.asdict(self.config),
             "model": self.model.state_dict(), "optimizer": optimizer_state(self.model, self.optimizer),
             "schedule": dataclasses.asdict(self.schedule), "rng": checkpoint.rng_states(),
+            "scaler": self.scaler.state_dict(),  # fp16's loss scale; empty in fp32 and bf16
             "metrics": record,
         }
 
@@ -475,8 +493,9 @@ class Trainer:
         in the step's one exchange, so all of them decide alike and stop after the same step."""
         mine, my_sum = None, 0.0
         if batch.x is not None:
-            logits = self.replica(batch.x.to(self.device, non_blocking=True))
-            mine = train_loss(logits, batch.y.to(logits.device), self.net.output.type)
+            with self.autocast():
+                logits = self.replica(batch.x.to(self.device, non_blocking=True))
+            mine = train_loss(logits, batch.y.to(logits.device), self.net.output.type)  # in float32
             my_sum = mine.item()
         elif self.world.size > 1:
             # a forward pass all the same, and before the step's sum as in every other process:
@@ -484,7 +503,8 @@ class Trainer:
             # broadcasts) that must come in the same order everywhere; its zero-weighted loss joins
             # the gradient exchange, adding nothing
             shape = self.net.input_shape
-            mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
+            with self.autocast():
+                mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
         total, images, signalled = self.world.sum([my_sum, len(batch.y), self.signals.received])
         stop = signalled > 0
         if not images:
@@ -492,9 +512,13 @@ class Trainer:
         if not math.isfinite(total):
             raise LossNotFinite(total / images, number)
         self.optimizer.zero_grad(set_to_none=True)
-        # DDP averages over the processes: this makes the average the global batch's mean
-        (mine * (self.world.size / images)).backward()
-        self.optimizer.step()
+        # DDP averages over the processes: this makes the average the global batch's mean. In fp16 the
+        # scaler multiplies the loss by its scale for the backward and divides the gradients by it for the
+        # step, which it skips (and halves the scale) where a gradient overflowed: the same in every process,
+        # whose gradients DDP has made the same. Elsewhere it changes nothing.
+        self.scaler.scale(mine * (self.world.size / images)).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return total, int(images), stop
 
     def train_epoch(self, epoch: int, batches, start: EpochProgress) -> tuple[EpochProgress, int]:
@@ -564,15 +588,18 @@ class Trainer:
             return Stop(signal, epoch, self._with_every_process_state(done))
         if not done.images:
             raise NetError("no training image could be read this epoch: every one was skipped")
-        result = evaluate(self.model, val_batches, self.net.output.type, self.device,
-                          self.problems, self.world)
+        with self.autocast():
+            result = evaluate(self.evaluated, val_batches, self.net.output.type, self.device,
+                              self.problems, self.world)
         next_lr, best = self.schedule.after_epoch(epoch, lr, result["top1_err"])
         set_lr(self.optimizer, next_lr)
         skipped = int(self.world.sum([self.problems.take()])[0])
+        scale = {"loss_scale": self.scaler.get_scale()} if self.scaler.is_enabled() else {}
         return {"epoch": epoch, "train_loss": done.loss_sum / done.images,
                 "images_per_s": done.images / done.elapsed_s, "data_wait_s": done.data_wait_s,
                 "val_loss": result["loss"], "val_top1_err": result["top1_err"],
-                "val_top5_err": result["top5_err"], "lr": lr, "skipped_images": skipped, "best": best}
+                "val_top5_err": result["top5_err"], "lr": lr, "skipped_images": skipped,
+                "precision": self.config.precision, **scale, "best": best}
 
     def _with_every_process_state(self, done: EpochProgress) -> EpochProgress:
         """`done` with the images skipped so far in every process, and every process's random
@@ -600,6 +627,10 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
            devices) -> Trainer:
     """The data checked and its statistics loaded, the model built with its initial weights."""
     config, seed = _resolve(args, net, state)
+    trained_in = state["config"].get("precision", "fp32") if state is not None else config.precision
+    if trained_in != config.precision and world.main:
+        print(f"{run_dir}: trained in {trained_in} so far, goes on in {config.precision} as "
+              f"{'--precision' if args.precision else 'the file'} says (the weights are float32 either way)")
     data_dir = _data_folder(args, net, world)
     recipe = data.Recipe.of(net)
     train, val = data.open_folders(data_dir, recipe)
@@ -613,9 +644,12 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     torch.manual_seed(seed)  # the initial weights, the same in every process
     model, device = build_model(net, args.backend, devices)
     world.from_main(lambda: _write_sources(run_dir, net, args.backend, devices))
+    evaluated = precision.compiled(model, args.compile)
+    replica = world.replicate(model, devices)
     return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
-                   make_optimizer(model, net, config), Schedule.of(config),
-                   problems, world, world.replicate(model, devices))
+                   make_optimizer(model, net, config), Schedule.of(config), problems, world,
+                   evaluated if replica is model else precision.compiled(replica, args.compile), evaluated,
+                   devices, precision.grad_scaler(config.precision, devices))
 
 
 def train_command(args) -> int:

@@ -1,0 +1,259 @@
+"""Precision (bf16, fp16 with a loss scaler, fp32 weights) and torch.compile (netdsl/runner/precision.py).
+
+    pytest tests/test_precision.py
+
+Training in bf16 on the CPU learns the built-in data, and its checkpoint is float32 and evaluates in
+fp32 as its weights do by hand; an fp16 step whose scaled loss overflows leaves the weights alone and
+halves the scale; an fp16 run resumed goes on with its loss scale.
+
+torch.compile: every seed network on the torch backend, and small networks of every kernel on the
+triton backend (in Triton's interpreter, set by conftest.py), compile into one graph with no break
+(fullgraph=True, the graphs counted), and the compiled model's logits and gradients are eager's. The numerical
+check compiles with backend="aot_eager": Dynamo and AOT autograd trace the same graph as inductor
+would (the triton operators through their fake forms), but run it with PyTorch's own kernels rather
+than generating C++. Inductor builds here (g++ is installed) but took 80 s for fashion_tiny alone, cold,
+too long for the suite; bench/precision.py runs it on AlexNet.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torch._dynamo.backends.registry import lookup_backend
+
+import netdsl
+from netdsl import cli
+from netdsl.datasets import synthetic
+from netdsl.devices.distributed import SINGLE
+from netdsl.runner import data, precision, train
+from test_data import make_folder, tiny_net
+from test_distributed import model_of, torchrun
+from test_triton_kernels import SI_ALEXNET_FIRST_LAYERS
+
+NETS = Path(__file__).resolve().parent.parent / "nets"
+
+
+def run_train(net, out, *flags, data_dir=None):
+    argv = ["train", str(net), "--out", str(out), "--workers", "0", *map(str, flags)]
+    return cli.main(argv + (["--data", str(data_dir)] if data_dir is not None else []))
+
+
+def metrics(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- the key and the flag
+
+def test_the_precision_key_the_flag_and_diff(tmp_path, capsys):
+    a, b = tiny_net(tmp_path, name="a.net"), tiny_net(tmp_path, extra="precision = bf16", name="b.net")
+    assert netdsl.parse_file(a).train.precision == "fp32" and netdsl.parse_file(b).train.precision == "bf16"
+    assert cli.main(["diff", str(a), str(b)]) == 0
+    assert "recipe: precision fp32 -> bf16" in capsys.readouterr().out.splitlines()
+    bad = tiny_net(tmp_path, extra="precision = fp8", name="bad.net")
+    assert cli.main(["compile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fp8" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit:
+        run_train(a, tmp_path / "run", "--precision", "fp8")
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--precision" in err and not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- bf16
+
+SMALL = """
+[net]
+name = small
+[data]
+type = data
+shape = 3x32x32
+[conv1]
+type = conv
+filters = 16
+size = 5
+pad = 2
+neuron = relu
+[pool1]
+type = maxpool
+size = 3
+stride = 2
+[conv2]
+type = conv
+filters = 32
+size = 5
+pad = 2
+neuron = relu
+[pool2]
+type = maxpool
+size = 3
+stride = 2
+[fc1]
+type = fc
+outputs = 64
+neuron = relu
+[fc2]
+type = fc
+outputs = 10
+[prob]
+type = softmax
+[train]
+batch = 16
+lr = 0.001
+schedule = none
+precision = bf16
+"""
+
+
+def test_bf16_learns_the_builtin_data_and_its_checkpoint_is_float32(tmp_path, monkeypatch, capsys):
+    """test_runner.py's built-in data test in bf16, at 4 epochs rather than 6; then the checkpoint
+    evaluated with --precision fp32, against its weights run in float32 by hand."""
+    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "small.net"
+    path.write_text(SMALL)
+    assert run_train(path, tmp_path / "run", "--epochs", 4) == 0
+    records = metrics(tmp_path / "run")
+    assert [r["precision"] for r in records] == ["bf16"] * 4
+    assert min(r["val_top1_err"] for r in records) < 0.7   # chance: 0.9
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state["model"].values())
+    assert all(v["velocity"].dtype == torch.float32 for v in state["optimizer"]["state"].values())
+
+    root = synthetic.builtin_dataset(netdsl.parse_file(path))
+    capsys.readouterr()
+    assert cli.main(["eval", str(path), "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(root),
+                     "--precision", "fp32", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    net = netdsl.parse_file(path)
+    model = netdsl.compile_net(net).eval()
+    model.load_state_dict(state["model"])
+    recipe = data.Recipe.of(net)
+    val = data.open_val(root, recipe, state["classes"], "val")
+    wrong1 = wrong5 = 0
+    for image, label in data.EvalSet(val, recipe, state["mean"].numpy(), False):
+        with torch.no_grad():
+            logits = model(torch.as_tensor(image))
+        assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+        ranked = logits[0].argsort(descending=True).tolist()
+        wrong1 += ranked[0] != label
+        wrong5 += label not in ranked[:5]
+    images = len(val.samples)
+    assert f"top-1 error {wrong1 / images:.2%}, top-5 error {wrong5 / images:.2%} on {images} images" in printed
+
+
+# ---------------------------------------------------------------- fp16's loss scaler
+
+def trainer(tmp_path, *flags):
+    """A Trainer as `netdsl train` sets it up, on a tiny folder, and one training batch."""
+    net = tiny_net(tmp_path)
+    argv = ["train", str(net), "--data", str(make_folder(tmp_path / "data")), "--out", str(tmp_path / "run"),
+            "--workers", "0", "--batch", "8", *flags]
+    args = cli.build_parser(argv).parse_args(argv)
+    parsed = netdsl.parse_file(net)
+    (tmp_path / "run").mkdir()
+    t = train._setup(args, parsed, tmp_path / "run", None, 0, SINGLE, None)
+    batches, _ = t.loaders()
+    batches.sampler.set_epoch(1, 0)
+    return t, next(iter(batches))
+
+
+def set_scale(scaler: torch.amp.GradScaler, scale: float) -> None:
+    scaler.load_state_dict({**scaler.state_dict(), "scale": scale})
+
+
+def test_an_fp16_step_whose_scaled_loss_overflows_is_skipped_and_the_scale_halved(tmp_path):
+    t, batch = trainer(tmp_path, "--precision", "fp16")
+    assert t.scaler.is_enabled()
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    set_scale(t.scaler, 2.0 ** 127)  # the largest power of 2 a float32 holds: the loss (a sum of 8) times it is inf
+    loss, images, _ = t.step(batch, 1)
+    assert np.isfinite(loss) and images == 8                 # the loss itself is fine: no NaN-loss stop
+    after = t.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not t.optimizer.state   # no velocity: the optimizer never stepped
+    assert t.scaler.get_scale() == 2.0 ** 126
+    # At a scale that fits, the same step updates the weights
+    set_scale(t.scaler, 2.0 ** 10)
+    t.step(batch, 2)
+    assert not all(torch.equal(before[k], t.model.state_dict()[k]) for k in before)
+    assert t.scaler.get_scale() == 2.0 ** 10
+
+
+def test_an_fp16_run_resumed_goes_on_with_its_loss_scale(tmp_path, monkeypatch):
+    """A scale that grows every step and halves at each overflow, so that one not restored would differ."""
+    monkeypatch.setattr(precision, "grad_scaler", lambda kind, devices: torch.amp.GradScaler(
+        "cpu", init_scale=2.0 ** 14, growth_interval=1, enabled=kind == "fp16"))
+    net, folder = tiny_net(tmp_path, extra="precision = fp16"), make_folder(tmp_path / "data")
+    assert run_train(net, tmp_path / "whole", "--epochs", 3, data_dir=folder) == 0
+    assert run_train(net, tmp_path / "split", "--epochs", 2, data_dir=folder) == 0
+    assert run_train(net, tmp_path / "split", "--epochs", 3, "--resume", data_dir=folder) == 0
+    whole, split = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split"))
+    assert whole["scaler"] == split["scaler"] and whole["scaler"]["scale"] != 2.0 ** 14
+    assert all(torch.equal(whole["model"][k], split["model"][k]) for k in whole["model"])
+    assert [r["loss_scale"] for r in metrics(tmp_path / "split")] == [r["loss_scale"] for r in metrics(tmp_path / "whole")]
+
+
+def test_fp16_under_torchrun_the_processes_step_alike(tmp_path):
+    """Two processes (gloo), the second with no image in the epoch's last step: DDP hands both the same
+    gradients, so their scalers skip and scale alike and the ranks end with the same weights."""
+    folder = make_folder(tmp_path / "data", classes=4, train=5, val=3)
+    net = tiny_net(tmp_path, classes=4, extra="precision = fp16")
+    net.write_text(net.read_text().replace("[drop]\ntype = dropout\np = 0.25\n", ""))  # each process its own masks
+    result = torchrun(net, folder, tmp_path / "run", tmp_path / "ranks", "--epochs", 1)
+    assert result.returncode == 0, result.stderr
+    rank0, rank1 = (model_of(tmp_path / "ranks" / f"rank{rank}.pt") for rank in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    record, = metrics(tmp_path / "run")
+    assert record["precision"] == "fp16" and record["loss_scale"] > 0
+
+
+# ---------------------------------------------------------------- torch.compile
+
+def assert_compiles_whole(model: torch.nn.Module, x: torch.Tensor, tolerance: float = 1e-5) -> None:
+    """One graph, no break, in training mode: fullgraph=True makes any graph break an error, and the backend
+    counts the graphs it is given (what torch._dynamo.explain reports, without tracing twice). Then the
+    compiled model's logits and gradients (input and weights) against eager's on the same input, dropout
+    seeded alike, each within `tolerance` of the largest eager value."""
+    torch._dynamo.reset()
+    graphs, aot_eager = [], lookup_backend("aot_eager")
+
+    def counting(graph, example_inputs):
+        graphs.append(graph)
+        return aot_eager(graph, example_inputs)
+
+    compiled = torch.compile(model, backend=counting, fullgraph=True)
+    params = list(model.parameters())
+    upstream = None
+
+    def logits_and_gradients(run):
+        nonlocal upstream
+        inputs = x.clone().requires_grad_()
+        torch.manual_seed(0)
+        logits = run(inputs)
+        upstream = torch.randn_like(logits) if upstream is None else upstream
+        return logits, *torch.autograd.grad(logits, [inputs, *params], upstream)
+
+    eager, got = logits_and_gradients(model), logits_and_gradients(compiled)
+    assert len(graphs) == 1
+    for name, e, g in zip(["logits", "input gradient", *(n for n, _ in model.named_parameters())], eager, got):
+        assert (g - e).abs().max() <= tolerance * e.abs().max(), name
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in NETS.glob("*.net")))
+def test_seed_networks_compile_whole_on_the_torch_backend(name):
+    """At full size, one image."""
+    net = netdsl.parse_file(NETS / f"{name}.net")
+    assert_compiles_whole(netdsl.compile_net(net, backend="torch"), torch.randn(1, *net.input_shape) * 50)
+
+
+def test_triton_kernels_compile_whole_in_the_interpreter():
+    """si_alexnet's first layers at a reduced size (test_triton_kernels.py): every kernel type, the SI conv
+    over two groups, LRN and overlapping max-pool, run by the compiled graph through their operators."""
+    net = netdsl.parse_string(SI_ALEXNET_FIRST_LAYERS)
+    assert_compiles_whole(netdsl.compile_net(net, backend="triton"), torch.randn(2, *net.input_shape) * 50)
