@@ -5,10 +5,10 @@
 DESIGN.md defines the layer as, for each scale s_i,
 z_i = F.interpolate(conv(F.interpolate(x, scale_factor=s_i, **bl)), size=conv(x).shape[-2:], **bl)
 with bl = dict(mode="bilinear", align_corners=False), and the output as the elementwise maximum over i;
-reference.si_formula computes exactly that. The generated helper computes it channels-last, skips the
-identity resizes and takes the maximum without stacking the maps, so it must agree to rounding:
+reference.si_formula computes exactly that. The generated helper computes it on channels-last maps and
+skips the identity resizes, so it must agree to rounding:
 - outputs in float32 within TOLERANCE[float32] of the largest reference value (the conv, run on
-  channels-last maps, sums in another order), and in bfloat16 within two units in the last place;
+  channels-last maps, sums in another order), and in bfloat16 within 2**-7 of it, a rounding or two;
 - outputs and the gradients of input, weight and bias in float64 within TOLERANCE[float64]. A maximum
   of two maps within a rounding error of each other may go either way, and would send the gradient to
   another scale; in float64 such near-ties practically never occur, so gradients are compared there;
@@ -71,6 +71,7 @@ CASES = {
     "one_pixel_inputs": ((2, 2, 5, 5), (3, 3, 1, 1, 1), (0.25, 1.0, 2.0)),     # 0.25: a 1x1 map in, 1x1 out
     "one_pixel_conv_maps": ((2, 2, 6, 7), (3, 3, 1, 0, 1), (0.5, 1.0)),       # 0.5: 3x3 in, a 1x1 conv map
     "same_size_not_scale_1": ((1, 2, 13, 11), (3, 3, 1, 1, 1), (1.05, 1.0)),  # 1.05 keeps 13x11, yet resamples
+    "same_height_only": ((1, 2, 10, 20), (3, 3, 1, 1, 1), (1.05, 1.0)),       # 1.05: 10x21, resized back to 10x20
     "one_scale": ((2, 3, 7, 8), (4, 3, 1, 0, 1), (1.0,)),
 }
 
@@ -139,20 +140,6 @@ def test_ties_send_the_gradient_to_the_first_scale(generated, scales):
     first, *others = [torch.autograd.grad(formula(x, conv, (s,)), x, grad)[0] for s in scales]
     assert torch.allclose(actual, first, rtol=0, atol=1e-12)
     assert all(not torch.allclose(actual, other, rtol=0, atol=1e-3) for other in others)
-
-
-def test_max_over_scales_alone(generated):
-    """The maximum, and its gradient to the first map holding it, as torch.stack(maps).max(dim=0) sends it:
-    map 1 alone holds the first maximum, maps 0 and 1 tie at the second, map 2 holds the third, all tie at
-    the fourth."""
-    maps = [torch.tensor(m, requires_grad=True) for m in ([0.0, 5.0, 0.0, 3.0], [1.0, 5.0, 2.0, 3.0],
-                                                          [0.0, 0.0, 4.0, 3.0])]
-    grad = torch.tensor([10.0, 20.0, 30.0, 40.0])
-    out = generated.MaxOverScales.apply(*maps)
-    assert out.tolist() == [1.0, 5.0, 4.0, 3.0]
-    grads = [g.tolist() for g in torch.autograd.grad(out, maps, grad)]
-    assert grads == [[0, 20, 0, 40], [10, 0, 0, 0], [0, 0, 30, 0]]
-    assert grads == [g.tolist() for g in torch.autograd.grad(torch.stack(maps).max(dim=0).values, maps, grad)]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -8,29 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class MaxOverScales(torch.autograd.Function):
-    """The elementwise maximum of the maps, as torch.stack(maps).max(dim=0).values, without the stack:
-    the gradient goes to the map holding the maximum, the first one on ties. The backward keeps only
-    which map won, a byte an element (so up to 256 maps)."""
-
-    @staticmethod
-    def forward(ctx, *maps):
-        out = maps[0].clone()
-        winner = torch.zeros_like(out, dtype=torch.uint8)
-        for i, z in enumerate(maps[1:], 1):
-            # map i wins where it beats every earlier map (strictly: on a tie the earlier one stays). No out=:
-            # torch.compile takes no channels-last out= tensor, and would break the graph here
-            winner.masked_fill_(z > out, i)
-            out = torch.maximum(out, z)
-        ctx.save_for_backward(winner)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        winner, = ctx.saved_tensors
-        return tuple(grad * (winner == i) for i in range(len(ctx.needs_input_grad)))
-
-
 def si_conv2d(x, conv, scales, size):
     """The SI layer: conv at each scale of x, each map resized back to `size`, the maximum kept.
 
@@ -47,7 +24,9 @@ def si_conv2d(x, conv, scales, size):
     for s in scales:
         z = conv(x if s == 1 else F.interpolate(x, scale_factor=s, **bilinear))
         maps.append(z if z.shape[-2:] == size else F.interpolate(z, size=size, **bilinear))
-    return MaxOverScales.apply(*maps)
+    # The maximum over the scales of N x H' x W' x C' views, which stack without a transpose; on ties
+    # its gradient goes to the first scale
+    return torch.stack([z.permute(0, 2, 3, 1) for z in maps]).max(dim=0).values.permute(0, 3, 1, 2)
 
 
 class MnistScaleSi(nn.Module):
