@@ -184,12 +184,13 @@ def test_an_fp16_step_whose_scaled_loss_overflows_is_skipped_and_the_scale_halve
     assert t.scaler.get_scale() == 2.0 ** 10
 
 
-def test_an_fp16_run_resumed_goes_on_with_its_loss_scale(tmp_path, monkeypatch):
+def test_an_fp16_run_resumed_goes_on_with_its_loss_scale(tmp_path, monkeypatch, capsys):
     """A scale that grows every step and halves at each overflow, so that one not restored would differ."""
     monkeypatch.setattr(precision, "grad_scaler", lambda kind, devices: torch.amp.GradScaler(
         "cpu", init_scale=2.0 ** 14, growth_interval=1, enabled=kind == "fp16"))
     net, folder = tiny_net(tmp_path, extra="precision = fp16"), make_folder(tmp_path / "data")
     assert run_train(net, tmp_path / "whole", "--epochs", 3, data_dir=folder) == 0
+    assert "warning: fp16 on the CPU" in capsys.readouterr().err   # allowed, and slow
     assert run_train(net, tmp_path / "split", "--epochs", 2, data_dir=folder) == 0
     assert run_train(net, tmp_path / "split", "--epochs", 3, "--resume", data_dir=folder) == 0
     whole, split = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split"))

@@ -19,8 +19,12 @@ the gradient scaler multiplies the loss by a scale (2^16 at first) before the ba
 divides the gradients by it before the update; a step whose gradients overflow (inf or NaN) is
 skipped, the weights untouched, and the scale halved; after 2000 steps without one the scale
 doubles. The scaler's state goes into the checkpoint, so a resumed run goes on exactly. bf16
-has float32's range and needs no scaler. fp16 runs on the CPU too (torch 2.13's CPU autocast
-takes float16), slowly on a CPU without float16 arithmetic; bf16 is the CPU's half precision.
+has float32's range and needs no scaler.
+
+fp16 on the CPU is allowed, and works (torch 2.13's CPU autocast takes float16; the tests train in
+it), but PyTorch's float16 convolution backward takes a slow path there: an AlexNet training step
+was 29x slower than in fp32 on a Xeon with AVX512-FP16 (docs/benchmarks.md), so `netdsl train`
+warns. bf16 is the CPU's half precision.
 
 `--compile` runs the model through torch.compile (inductor: on the CPU it needs a C++ compiler).
 The model itself stays as it is, so its state dict, and a checkpoint, have the usual names.
@@ -58,6 +62,14 @@ def grad_scaler(precision: str, devices) -> torch.amp.GradScaler:
     """The loss scaler: enabled for fp16, on the device the loss is computed on (the first);
     disabled, it leaves the loss and the step as they are."""
     return torch.amp.GradScaler(device_types(devices)[0], enabled=precision == "fp16")
+
+
+def cpu_fp16_warning(precision: str, devices) -> str | None:
+    """The warning line for training in fp16 on the CPU; None elsewhere."""
+    if precision == "fp16" and "cpu" in device_types(devices):
+        return ("warning: fp16 on the CPU: PyTorch's float16 convolution backward takes a slow path there (an "
+                "AlexNet step 29x slower than fp32, docs/benchmarks.md); bf16 is the CPU's half precision")
+    return None
 
 
 def compiled(model: torch.nn.Module, compile: bool) -> torch.nn.Module:

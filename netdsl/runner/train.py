@@ -631,6 +631,8 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     if trained_in != config.precision and world.main:
         print(f"{run_dir}: trained in {trained_in} so far, goes on in {config.precision} as "
               f"{'--precision' if args.precision else 'the file'} says (the weights are float32 either way)")
+    if (warning := precision.cpu_fp16_warning(config.precision, devices)) and world.main:
+        print(warning, file=sys.stderr)
     data_dir = _data_folder(args, net, world)
     recipe = data.Recipe.of(net)
     train, val = data.open_folders(data_dir, recipe)
