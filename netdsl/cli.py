@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from .errors import NetError
@@ -67,6 +68,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `netdsl time ... | head` closed the pipe: stop quietly, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush cannot fail again
+        return 141
 
 
 if __name__ == "__main__":

@@ -114,3 +114,13 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
                                "print(r('codegen_templates'))"],
         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
     assert where.stdout.split() == [str(site / "netdsl" / "grammars"), str(site / "netdsl" / "codegen_templates")]
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
+    # `netdsl compile ... | head -1`: the reader is gone before the table is written
+    proc = subprocess.Popen([sys.executable, "-m", "netdsl", "compile", "nets/alexnet.net"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""
