@@ -140,14 +140,3 @@ def test_ties_send_the_gradient_to_the_first_scale(generated, scales):
     first, *others = [torch.autograd.grad(formula(x, conv, (s,)), x, grad)[0] for s in scales]
     assert torch.allclose(actual, first, rtol=0, atol=1e-12)
     assert all(not torch.allclose(actual, other, rtol=0, atol=1e-3) for other in others)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_cuda(generated):
-    x, conv, scales = case("odd_sizes", torch.float64)
-    x, conv = x.cuda().requires_grad_(), conv.cuda()
-    expected, actual = formula(x, conv, scales), si_conv2d(generated, x, conv, scales)
-    assert actual.device == x.device and rel_err(actual, expected) < TOLERANCE[torch.float64]
-    grad = torch.randn_like(expected)
-    assert rel_err(torch.autograd.grad(actual, x, grad)[0], torch.autograd.grad(expected, x, grad)[0]) \
-        < TOLERANCE[torch.float64]
