@@ -60,7 +60,8 @@ def paired_tests(differences: list[float]) -> list[str]:
     n = len(differences)
     better = sum(d < 0 for d in differences)
     lines = [f"- SI better on {better} of {n} splits; sign test p = {sign_test_two_sided(better, n):.3f} "
-             f"(two-sided; the smallest p that {n} splits allow is {2 / 2 ** n:.3f})."]
+             f"(two-sided; the smallest p that {n} split{'s' if n > 1 else ''} allow{'' if n > 1 else 's'} "
+             f"is {min(1.0, 2 / 2 ** n):.3f})."]
     if n >= 2 and statistics.stdev(differences) > 0:
         mean, std = statistics.mean(differences), statistics.stdev(differences)
         t = mean / (std / math.sqrt(n))
