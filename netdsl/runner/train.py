@@ -1,7 +1,7 @@
 """Training: a network trained with its [train] recipe, the paper's SGD and schedule, as
 `netdsl train` runs it (its flags are netdsl/commands/train.py's).
 
-    netdsl train nets/alexnet.net                           # on the built-in shapes, 5 epochs
+    netdsl train nets/alexnet.net                           # on the built-in shapes, 10 epochs
     netdsl train nets/alexnet.net --data imagenet/ --out runs/alexnet
     netdsl train nets/alexnet.net --data imagenet/ --resume  # continue runs/alexnet
     netdsl train nets/mnist_scale_si.net --data fmnist-scale-0 --epochs 60 --schedule "multistep(42, 54)"
