@@ -3,6 +3,7 @@
     python bench/precision.py                                  # alexnet and si_alexnet, batch 8, on the CPU
     python bench/precision.py nets/alexnet.net --batch 16 --steps 7
     python bench/precision.py --modes fp32,bf16,fp16            # no compilation (it takes minutes), fp16 too
+    python bench/precision.py --device cuda:0 --backend triton --batch 128 --modes fp32,bf16,fp16,fp32+compile,bf16+compile
 
 A step is what `netdsl train` does for one batch (netdsl/runner/train.py): the forward under the
 mode's autocast (netdsl/runner/precision.py), the loss in float32, the backward through fp16's loss
@@ -12,8 +13,9 @@ initial weights, on random inputs of the network's size (pixels minus a mean, -1
 [train] scale). Every mode takes its first step apart (for a compiled mode that step compiles, and
 its time is printed), then the modes take their steps in turn, round after round (`--warmup` rounds
 untimed, `--steps` timed), so that a load on the machine falls on all of them alike; the median step
-is reported, as images/s and as a ratio to fp32's, with the mode's last loss. The torch backend, on
-the device given (`--device`, the CPU by default).
+is reported, as images/s and as a ratio to fp32's, with the mode's last loss. The torch backend
+(`--backend triton` for the Triton kernels, on a GPU), on the device given (`--device`, the CPU by
+default).
 """
 from __future__ import annotations
 
@@ -32,11 +34,11 @@ from netdsl.runner.train import train_loss
 class Mode:
     """One way of training: a precision, compiled or not, with its own model, optimizer and scaler."""
 
-    def __init__(self, name: str, net, device: torch.device, weights: dict):
+    def __init__(self, name: str, net, backend: str, device: torch.device, weights: dict):
         self.name = name
         self.precision, _, compiled = name.partition("+")
         self.net, self.device = net, device
-        self.model = netdsl.compile_net(net, backend="torch").to(device).train()
+        self.model = netdsl.compile_net(net, backend=backend).to(device).train()
         self.model.load_state_dict(weights)
         self.optimizer = make_optimizer(self.model, net, net.train)
         self.scaler = precision.grad_scaler(self.precision, [str(device)])
@@ -65,13 +67,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_net(path: str, modes: list[str], batch: int, warmup: int, steps: int, device: torch.device) -> None:
+def bench_net(path: str, modes: list[str], batch: int, warmup: int, steps: int, backend: str,
+              device: torch.device) -> None:
     net = netdsl.parse_file(path)
     torch.manual_seed(0)
     weights = netdsl.compile_net(net, backend="torch").state_dict()
     x = (torch.rand(batch, *net.input_shape, device=device) * 256 - 128) * net.train.scale
     y = torch.randint(0, net.classes, (batch,), device=device)
-    runs = [Mode(name, net, device, weights) for name in modes]
+    runs = [Mode(name, net, backend, device, weights) for name in modes]
     first = {run.name: run.step(x, y) for run in runs}
     for round in range(warmup + steps):
         for run in runs:
@@ -79,7 +82,7 @@ def bench_net(path: str, modes: list[str], batch: int, warmup: int, steps: int, 
             if round >= warmup:
                 run.times.append(elapsed)
     threads = torch.get_num_threads() if device.type == "cpu" else None
-    print(f"{net.name}: training steps at batch {batch} ({net.input_shape} images), torch backend on {device}"
+    print(f"{net.name}: training steps at batch {batch} ({net.input_shape} images), {backend} backend on {device}"
           + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
           + f", median of {steps} steps after {warmup} warm-up rounds")
     print(f"  {'mode':14s} {'step ms':>9s} {'images/s':>9s} {'vs fp32':>8s} {'first step s':>13s} {'loss':>7s}")
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("torch", "triton"), default="torch",
+                        help="triton: the Triton kernels, on a GPU")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if modes[0] != "fp32" or any(m.partition("+")[0] not in precision.PRECISIONS or m.partition("+")[2] not in ("", "compile")
@@ -107,7 +112,7 @@ def main() -> None:
         parser.error(f"--modes: fp32 first, then any of {', '.join(precision.PRECISIONS)}, each with +compile or not")
     torch.set_flush_denormal(True)  # as netdsl train runs
     for path in args.nets:
-        bench_net(path, modes, args.batch, args.warmup, args.steps, torch.device(args.device))
+        bench_net(path, modes, args.batch, args.warmup, args.steps, args.backend, torch.device(args.device))
 
 
 if __name__ == "__main__":

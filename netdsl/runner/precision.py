@@ -22,9 +22,9 @@ doubles. The scaler's state goes into the checkpoint, so a resumed run goes on e
 has float32's range and needs no scaler.
 
 fp16 on the CPU is allowed, and works (torch 2.13's CPU autocast takes float16; the tests train in
-it), but PyTorch's float16 convolution backward takes a slow path there: an AlexNet training step
-was 29x slower than in fp32 on a Xeon with AVX512-FP16 (docs/benchmarks.md), so `netdsl train`
-warns. bf16 is the CPU's half precision.
+it), but PyTorch's float16 convolution backward takes a slow path there (98% of fashion_tiny's
+step): an AlexNet training step was 30 to 45 times slower than in fp32 on a Xeon with AVX512-FP16
+(docs/benchmarks.md), so `netdsl train` warns. bf16 is the CPU's half precision.
 
 `--compile` runs the model through torch.compile (inductor: on the CPU it needs a C++ compiler).
 The model itself stays as it is, so its state dict, and a checkpoint, have the usual names.
@@ -68,7 +68,7 @@ def cpu_fp16_warning(precision: str, devices) -> str | None:
     """The warning line for training in fp16 on the CPU; None elsewhere."""
     if precision == "fp16" and "cpu" in device_types(devices):
         return ("warning: fp16 on the CPU: PyTorch's float16 convolution backward takes a slow path there (an "
-                "AlexNet step 29x slower than fp32, docs/benchmarks.md); bf16 is the CPU's half precision")
+                "AlexNet step 30 to 45 times slower than fp32, docs/benchmarks.md); bf16 is the CPU's half precision")
     return None
 
 
