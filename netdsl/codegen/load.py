@@ -5,20 +5,20 @@
 
 The source is written to a content-addressed file before import, so tracebacks show the
 generated lines and Triton's JIT, which reads kernel source with `inspect`, can find them.
-The same source is imported once a process: a triton module registers its kernels as PyTorch
-operators named after the module, and registering them again would pull them from under the
-models built before.
+The module is imported as Python imports any, into sys.modules under its name (torch.compile
+looks functions' modules up there), and so once a process for the same source: a triton module
+registers its kernels as PyTorch operators named after the module, and registering them again
+would pull them from under the models built before.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
-
-_loaded: dict[str, ModuleType] = {}  # the modules imported so far, by name
 
 
 def cache_dir() -> Path:
@@ -39,8 +39,8 @@ def load_source(source: str, name: str = "net") -> ModuleType:
     module imported before for the same source and name."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     module_name = f"netdsl_{name}_{digest}"
-    if module_name in _loaded:
-        return _loaded[module_name]
+    if module_name in sys.modules:
+        return sys.modules[module_name]
     path = cache_dir() / f"{module_name}.py"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -48,6 +48,10 @@ def load_source(source: str, name: str = "net") -> ModuleType:
         os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    _loaded[module_name] = module
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     return module
