@@ -28,8 +28,8 @@ step): an AlexNet training step was 30 to 45 times slower than in fp32 on a Xeon
 
 `--compile` runs the model through torch.compile (inductor: on the CPU it needs a C++ compiler).
 The model itself stays as it is, so its state dict, and a checkpoint, have the usual names.
-Every seed network, on either backend, compiles into one graph (tests/test_precision.py); the
-triton backend's kernels are PyTorch operators to the compiler (codegen_templates/module.py.j2).
+Every seed network compiles into one graph on the torch backend, and so do the triton backend's
+kernels, PyTorch operators to the compiler (codegen_templates/module.py.j2; tests/test_precision.py).
 A network spread over several devices (netdsl/devices/placement.py) compiles with graph breaks
 where each layer's code is evaluated for a group, and still runs.
 """
