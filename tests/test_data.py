@@ -48,6 +48,48 @@ resize = 14
 {extra}
 """
 
+# A small net that learns the built-in shapes (test_runner.py, and in bf16 test_precision.py).
+SMALL_NET = """
+[net]
+name = small
+[data]
+type = data
+shape = 3x32x32
+[conv1]
+type = conv
+filters = 16
+size = 5
+pad = 2
+neuron = relu
+[pool1]
+type = maxpool
+size = 3
+stride = 2
+[conv2]
+type = conv
+filters = 32
+size = 5
+pad = 2
+neuron = relu
+[pool2]
+type = maxpool
+size = 3
+stride = 2
+[fc1]
+type = fc
+outputs = 64
+neuron = relu
+[fc2]
+type = fc
+outputs = 10
+[prob]
+type = softmax
+[train]
+batch = 16
+lr = 0.001
+schedule = none
+"""
+
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 
 

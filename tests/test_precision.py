@@ -31,7 +31,7 @@ from netdsl import cli
 from netdsl.datasets import synthetic
 from netdsl.devices.distributed import SINGLE
 from netdsl.runner import data, precision, train
-from test_data import make_folder, tiny_net
+from test_data import SMALL_NET, make_folder, tiny_net
 from test_distributed import model_of, torchrun
 from test_triton_kernels import SI_ALEXNET_FIRST_LAYERS
 
@@ -67,47 +67,7 @@ def test_the_precision_key_the_flag_and_diff(tmp_path, capsys):
 
 # ---------------------------------------------------------------- bf16
 
-SMALL = """
-[net]
-name = small
-[data]
-type = data
-shape = 3x32x32
-[conv1]
-type = conv
-filters = 16
-size = 5
-pad = 2
-neuron = relu
-[pool1]
-type = maxpool
-size = 3
-stride = 2
-[conv2]
-type = conv
-filters = 32
-size = 5
-pad = 2
-neuron = relu
-[pool2]
-type = maxpool
-size = 3
-stride = 2
-[fc1]
-type = fc
-outputs = 64
-neuron = relu
-[fc2]
-type = fc
-outputs = 10
-[prob]
-type = softmax
-[train]
-batch = 16
-lr = 0.001
-schedule = none
-precision = bf16
-"""
+SMALL = SMALL_NET + "precision = bf16\n"
 
 
 def test_bf16_learns_the_builtin_data_and_its_checkpoint_is_float32(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,7 @@ import netdsl
 from netdsl import cli
 from netdsl.datasets import synthetic
 from netdsl.runner import data
-from test_data import make_folder, tiny_net
+from test_data import SMALL_NET, make_folder, tiny_net
 
 
 def train(net, data_dir, out, *flags):
@@ -257,46 +257,7 @@ def test_eval_refuses_a_checkpoint_of_another_network(tmp_path, folder, capsys):
 def test_builtin_data_is_learnt_well_above_chance(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     net = tmp_path / "small.net"
-    net.write_text("""
-[net]
-name = small
-[data]
-type = data
-shape = 3x32x32
-[conv1]
-type = conv
-filters = 16
-size = 5
-pad = 2
-neuron = relu
-[pool1]
-type = maxpool
-size = 3
-stride = 2
-[conv2]
-type = conv
-filters = 32
-size = 5
-pad = 2
-neuron = relu
-[pool2]
-type = maxpool
-size = 3
-stride = 2
-[fc1]
-type = fc
-outputs = 64
-neuron = relu
-[fc2]
-type = fc
-outputs = 10
-[prob]
-type = softmax
-[train]
-batch = 16
-lr = 0.001
-schedule = none
-""")
+    net.write_text(SMALL_NET)
     assert train(net, None, tmp_path / "run", "--epochs", 6) == 0
     assert "built-in shapes" in capsys.readouterr().out
     assert min(r["val_top1_err"] for r in metrics(tmp_path / "run")) < 0.7   # chance: 0.9
