@@ -241,6 +241,20 @@ def test_a_checkpoint_of_another_network_is_named(runs, tmp_path, capsys):
     assert err.startswith(f"{tmp_path / 'other' / 'best.pt'}: error: the checkpoint does not fit this network")
 
 
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_checkpoint_whose_mean_image_is_another_size_is_named(runs, tmp_path, capsys, alone):
+    """tiny_net scales images to 14x14, so a checkpoint's 10x10 mean image cannot be subtracted: one line
+    naming the checkpoint, evaluated alone or in an ensemble."""
+    net, folder, (first, second) = runs
+    state = torch.load(first, weights_only=True)
+    state["mean"] = torch.rand(10, 10, 3)
+    odd = tmp_path / "odd.pt"
+    torch.save(state, odd)
+    err = one_line_error(capsys, evaluate(net, folder, [odd] if alone else [second, odd]))
+    assert err == (f"{odd}: error: the checkpoint's mean image is 10x10, but this network scales images "
+                   "to 14x14 (its `resize`)")
+
+
 def test_a_checkpoint_of_other_classes_is_named(runs, tmp_path, capsys):
     net, folder, (first, second) = runs
     state = torch.load(second, weights_only=True)

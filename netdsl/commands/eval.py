@@ -148,7 +148,7 @@ def _evaluate_command(args) -> int:
     state = checkpoint.load(args.checkpoint[0])
     recipe = data.Recipe.of(net)
     val = data.open_val(args.data, recipe, state["classes"], args.split)
-    mean = _checked_mean(state, recipe, args.checkpoint[0])
+    mean = checkpoint.checked_mean(state, recipe.resize, args.checkpoint[0])
     model, device = build_model(net, args.backend, default_devices(args.devices))
     load_weights(model, state, args.checkpoint[0])
     model = precision.compiled(model, args.compile)
@@ -166,15 +166,6 @@ def _evaluate_command(args) -> int:
     return 0
 
 
-def _checked_mean(state: dict, recipe: data.Recipe, where: str):
-    """The checkpoint's training mean, refused where it does not fit the images this network reads."""
-    mean = state["mean"].numpy()
-    if mean.shape[0] > 1 and mean.shape[:2] != (recipe.resize, recipe.resize):
-        raise NetError(f"the checkpoint's mean image is {mean.shape[0]}x{mean.shape[1]}, but this "
-                       f"network scales images to {recipe.resize}x{recipe.resize} (its `resize`)", where)
-    return mean
-
-
 def _ensemble_command(args) -> int:
     import netdsl
 
@@ -183,7 +174,7 @@ def _ensemble_command(args) -> int:
     classes = _common_classes(states, args.checkpoint)
     recipe = data.Recipe.of(net)
     val = data.open_val(args.data, recipe, classes, args.split)
-    means, groups = ensemble.distinct_means([_checked_mean(state, recipe, path)
+    means, groups = ensemble.distinct_means([checkpoint.checked_mean(state, recipe.resize, path)
                                              for state, path in zip(states, args.checkpoint)])
     devices = default_devices(args.devices)
     models = []

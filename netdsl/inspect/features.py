@@ -52,21 +52,12 @@ class Trained:
     checkpoint: str
 
 
-def checked_mean(state: dict, recipe: data.Recipe, where: str) -> np.ndarray:
-    """The checkpoint's training mean, refused where it does not fit the images the network reads."""
-    mean = state["mean"].numpy()
-    if mean.shape[0] > 1 and mean.shape[:2] != (recipe.resize, recipe.resize):
-        raise NetError(f"the checkpoint's mean image is {mean.shape[0]}x{mean.shape[1]}, but this "
-                       f"network scales images to {recipe.resize}x{recipe.resize} (its `resize`)", where)
-    return mean
-
-
 def load_trained(net, path: str) -> Trained:
     """The torch-backend model with the weights of a `netdsl train` checkpoint (which carries the
     classes and mean), on the first GPU if there is one; a checkpoint of another network is refused."""
     state = checkpoint.load(path)
     recipe = data.Recipe.of(net)
-    mean = checked_mean(state, recipe, path)
+    mean = checkpoint.checked_mean(state, recipe.resize, path)
     model, _ = build_model(net, "torch", default_devices(None))
     load_weights(model, state, path)
     return Trained(net, model, tuple(state["classes"]), mean, recipe, str(path))

@@ -77,6 +77,16 @@ def load_checkpoint(path: str) -> tuple[dict, np.ndarray | None]:
     raise NetError("neither a netdsl checkpoint (a dict with `model`) nor a state dict", path)
 
 
+def checked_mean(state: dict, resize: int, where: str) -> np.ndarray:
+    """A `load`ed checkpoint's training mean, refused where it does not fit the images a network reads:
+    a mean image must be `resize` x `resize`, the size the network's recipe scales images to."""
+    mean = state["mean"].numpy()
+    if mean.shape[0] > 1 and mean.shape[:2] != (resize, resize):
+        raise NetError(f"the checkpoint's mean image is {mean.shape[0]}x{mean.shape[1]}, but this "
+                       f"network scales images to {resize}x{resize} (its `resize`)", where)
+    return mean
+
+
 def rng_states() -> dict:
     """Every random state the training loop draws from, as weights_only-loadable values."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
