@@ -15,6 +15,9 @@ nets=$out/../../nets
 # at 0.0001), on a CPU budget of 60 epochs with the stages in proportion: 42, 12 and 6.
 budget=(--epochs 60 --schedule "multistep(42, 54)")
 
+# A command's output into FILE, kept only if the command succeeds, so that a rerun redoes it.
+into() { local file=$1; shift; "$@" > "$file.tmp" && mv "$file.tmp" "$file" && cat "$file"; }
+
 for k in $splits; do
   data=$work/data/fmnist-scale-$k
   [ -d "$data" ] || netdsl data mnist-scale $idx "$data" --split $k
@@ -27,18 +30,23 @@ for k in $splits; do
     fi
     mkdir -p "$out/runs/$net-split$k"
     cp "$run/metrics.jsonl" "$out/runs/$net-split$k/metrics.jsonl"
-    [ -f "$out/runs/$net-split$k/test.txt" ] || netdsl eval "$nets/$net.net" --checkpoint "$run/best.pt" \
-      --data "$data" --split test --center | tee "$out/runs/$net-split$k/test.txt"
+    [ -f "$out/runs/$net-split$k/test.txt" ] || into "$out/runs/$net-split$k/test.txt" \
+      netdsl eval "$nets/$net.net" --checkpoint "$run/best.pt" --data "$data" --split test --center
   done
 done
 
-# Error against scale and the invariance score, on split 0's test images.
-data=$work/data/fmnist-scale-0
-cnn=$work/runs/mnist_scale_cnn-split0/best.pt
-si=$work/runs/mnist_scale_si-split0/best.pt
-netdsl eval "$nets/mnist_scale_cnn.net" "$nets/mnist_scale_si.net" --checkpoint $cnn --checkpoint $si \
-  --data $data --split test --scales 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --images 5000 \
-  --out "$out/error-by-scale.png" | tee "$out/error-by-scale.txt"
-netdsl invariance "$nets/mnist_scale_cnn.net" "$nets/mnist_scale_si.net" --checkpoint $cnn --checkpoint $si \
-  --data $data --split test --images 2000 --out "$out/invariance.png" | tee "$out/invariance.txt"
+# Error against scale and the invariance score, on each split's test images; summarize.py
+# averages them over the splits.
+for k in $splits; do
+  data=$work/data/fmnist-scale-$k
+  cnn=$work/runs/mnist_scale_cnn-split$k/best.pt
+  si=$work/runs/mnist_scale_si-split$k/best.pt
+  [ -f "$out/error-by-scale-split$k.txt" ] || into "$out/error-by-scale-split$k.txt" \
+    netdsl eval "$nets/mnist_scale_cnn.net" "$nets/mnist_scale_si.net" --checkpoint $cnn --checkpoint $si \
+    --data $data --split test --scales 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --images 5000 \
+    --out "$out/error-by-scale-split$k.png"
+  [ -f "$out/invariance-split$k.txt" ] || into "$out/invariance-split$k.txt" \
+    netdsl invariance "$nets/mnist_scale_cnn.net" "$nets/mnist_scale_si.net" --checkpoint $cnn --checkpoint $si \
+    --data $data --split test --images 2000 --out "$out/invariance-split$k.png"
+done
 python3 "$out/summarize.py"

@@ -118,12 +118,58 @@ def tables() -> str:
     lines = ["Test error (top-1, all 50,000 test images, the best-validation checkpoint):", ""]
     lines += error_table(done, pending)
     lines += ["", "Each run from its metrics.jsonl (images/s: the median epoch's):", ""] + epoch_table(ks)
-    for name, title in (("error-by-scale.txt", "Error against scale (split 0)"),
-                        ("invariance.txt", "Invariance score (split 0)")):
-        if (HERE / name).exists():
-            lines += ["", f"{title}, as the command printed it:", "", "```",
-                      (HERE / name).read_text().rstrip(), "```"]
+    lines += scale_tables()
     return "\n".join(lines)
+
+
+def printed(kind: str) -> dict[int, str]:
+    """Split -> the output of `netdsl eval --scales` (kind error-by-scale) or `netdsl invariance`."""
+    return {int(path.stem.rsplit("split", 1)[1]): path.read_text() for path in HERE.glob(f"{kind}-split*.txt")}
+
+
+def error_by_scale(text: str) -> dict[str, tuple[float, float]]:
+    """Scale (and `mean`) -> (CNN, SI) top-1 error in percent."""
+    rows = re.findall(r"^\s*([0-9.]+|mean)\s+([0-9.]+)%\s+([0-9.]+)%$", text, re.M)
+    return {scale: (float(cnn), float(si)) for scale, cnn, si in rows}
+
+
+def invariance(text: str) -> dict[str, tuple[float, float]]:
+    """Layer -> (CNN, SI) mean invariance score."""
+    rows = re.findall(r"^(\w+)\s+([0-9.]+) \(\d+/\d+\)\s+([0-9.]+) \(\d+/\d+\)$", text, re.M)
+    return {layer: (float(cnn), float(si)) for layer, cnn, si in rows}
+
+
+def mean_table(by_split: dict[int, dict[str, tuple[float, float]]], head: str, unit: str, digits: int,
+               better: str) -> list[str]:
+    """Per row, each network's mean over the splits, SI - CNN, and on how many splits SI is `better`."""
+    ks = sorted(by_split)
+    lines = [f"| {head} | mnist_scale_cnn | mnist_scale_si | SI - CNN | SI {better} on |", "| --- | --- | --- | --- | --- |"]
+    for row in by_split[ks[0]]:
+        cnn = statistics.mean(by_split[k][row][0] for k in ks)
+        si = statistics.mean(by_split[k][row][1] for k in ks)
+        wins = sum((by_split[k][row][1] < by_split[k][row][0]) == (better == "lower") and
+                   by_split[k][row][1] != by_split[k][row][0] for k in ks)
+        lines.append(f"| {row} | {cnn:.{digits}f}{unit} | {si:.{digits}f}{unit} | {si - cnn:+.{digits}f} | "
+                     f"{wins} of {len(ks)} |")
+    return lines
+
+
+def scale_tables() -> list[str]:
+    lines = []
+    for kind, parse, title, head, unit, digits, better in (
+            ("error-by-scale", error_by_scale, "Error against scale (top-1 %, 5,000 test images of each split "
+             "shown at each scale)", "scale", "%", 2, "lower"),
+            ("invariance", invariance, "Invariance score (0..100, mean over a layer's scored units, 2,000 "
+             "test images of each split)", "layer", "", 1, "higher")):
+        texts = printed(kind)
+        if not texts:
+            continue
+        ks = sorted(texts)
+        lines += ["", f"{title}, mean over split{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}:", ""]
+        lines += mean_table({k: parse(texts[k]) for k in ks}, head, unit, digits, better)
+        for k in ks:
+            lines += ["", f"Split {k}, as the command printed it:", "", "```", texts[k].rstrip(), "```"]
+    return lines
 
 
 def main() -> None:
