@@ -6,7 +6,7 @@
 The suite traces each seed network at full size (test_precision.py: one graph, each kernel an operator,
 nothing run) and runs the compiled kernels on si_alexnet's first layers at a reduced size; running every
 network's kernels at full size in the interpreter takes too long for it (AlexNet's forward and backward
-for one image: 85 s). This runs that check, test_precision.assert_compiles_whole, on one image of each
+for one image: 85 s). This runs that check, test_precision.assert_compiles, on one image of each
 network in float64: one graph with no break, and the compiled logits and gradients against eager's
 within 1e-9 of each one's largest value. It prints each network's largest difference and its time, and
 exits 1 if any network fails. docs/benchmarks.md holds its last output.
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netdsl  # noqa: E402
-from test_precision import NETS, assert_compiles_whole  # noqa: E402
+from test_precision import NETS, assert_compiles  # noqa: E402
 
 
 def check(name: str) -> bool:
@@ -34,7 +34,7 @@ def check(name: str) -> bool:
     model = netdsl.compile_net(net, backend="triton").double()
     started = time.perf_counter()
     try:
-        relative = assert_compiles_whole(model, x, tolerance=1e-9)
+        relative = assert_compiles(model, x, tolerance=1e-9)
     except AssertionError as failure:
         print(f"{name:16} FAILED {failure}", flush=True)
         return False
