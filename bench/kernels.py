@@ -16,7 +16,8 @@ runs, CUDA events, after a warm-up), reporting medians:
   nets/si_alexnet.net (whose LRNs and pools are alexnet's, so timed once) and the SI paper's
   nets/mnist_scale_si.net, for:
     triton          the generated kernels (netdsl's triton backend)
-    torch backend   netdsl's torch backend (its own LRN; F.max_pool2d; interpolate-stack-max)
+    torch backend   netdsl's torch backend (its own LRN; F.max_pool2d, which is eager's; its SI
+                    layer, channels-last inside si_conv2d, is bench/si_layer.py's)
     eager           plain PyTorch: F.local_response_norm with alpha * size, F.max_pool2d, and
                     each scale interpolated, stacked and maxed
     torch.compile   the eager code compiled
@@ -183,9 +184,11 @@ def warp_max_case(net, layer, triton_module, torch_module, device: torch.device,
     # The warp-max alone: the si_warp_max operator with the constants the layer's line binds to si_conv2d, but the scales
     constants = {name: value for name, value in getattr(triton_module, f"si_warp_max_{layer.name}").keywords.items()
                  if name != "scales"}
+    # The torch backend's warp-max works on channels-last maps inside its si_conv2d (bench/si_layer.py
+    # times that layer whole), so here eager is plain PyTorch only
     implementations = {
         "triton": lambda *zs: triton_module.si_warp_max(list(zs), **constants)[0],
-        "eager = torch backend": eager,
+        "eager": eager,
         "torch.compile": torch.compile(eager, dynamic=False),
     }
     maps, outputs, itemsize = sum(z.numel() for z in zs), batch * layer.out_shape.numel, zs[0].element_size()
