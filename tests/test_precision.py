@@ -6,16 +6,17 @@ Training in bf16 on the CPU learns the built-in data, and its checkpoint is floa
 fp32 as its weights do by hand; an fp16 step whose scaled loss overflows leaves the weights alone and
 halves the scale; an fp16 run resumed goes on with its loss scale.
 
-torch.compile: every seed network on the torch backend, and a small network with every kernel on
-the triton backend (in Triton's interpreter, set by conftest.py), compile into one graph with no
-break (fullgraph=True, the graphs counted), and the compiled model's logits and gradients are
-eager's, in float64 (why: above the tests). Every seed network traces whole on the triton backend
-at full size, each kernel an operator in the forward and backward graphs; running them all at full
-size is tests/compile_seed_networks.py's job. A network over two devices compiles with breaks and
-gives eager's results. The numerical check compiles with backend="aot_eager": Dynamo and AOT autograd trace the same graph as inductor
-would (the triton operators through their fake forms), but run it with PyTorch's own kernels rather
-than generating C++. Inductor builds here (g++ is installed) but took 80 s for fashion_tiny alone, cold,
-too long for the suite; bench/precision.py runs it on AlexNet.
+torch.compile: every seed network on the torch backend, and a small network with every kernel on the
+triton backend (in Triton's interpreter, set by conftest.py), compile into one graph with no break
+(fullgraph=True, the graphs counted), and the compiled model's logits and gradients are eager's, in
+float64 (why: above the tests). Every seed network traces whole on the triton backend at full size,
+each kernel an operator in the forward and backward graphs; running them all at full size is
+tests/compile_seed_networks.py's job. A network over two devices compiles with breaks and gives
+eager's results. The numerical check compiles with backend="aot_eager": Dynamo and AOT autograd
+trace the same graph as inductor would (the triton operators through their fake forms), but run it
+with PyTorch's own kernels rather than generating C++. Inductor builds here (g++ is installed) but
+took 80 s for fashion_tiny alone, cold, too long for the suite; bench/precision.py runs it on
+AlexNet.
 """
 from __future__ import annotations
 
