@@ -143,12 +143,13 @@ def mean_table(by_split: dict[int, dict[str, tuple[float, float]]], head: str, u
                better: str) -> list[str]:
     """Per row, each network's mean over the splits, SI - CNN, and on how many splits SI is `better`."""
     ks = sorted(by_split)
-    lines = [f"| {head} | mnist_scale_cnn | mnist_scale_si | SI - CNN | SI {better} on |", "| --- | --- | --- | --- | --- |"]
+    ahead = (lambda cnn, si: si < cnn) if better == "lower" else (lambda cnn, si: si > cnn)
+    lines = [f"| {head} | mnist_scale_cnn | mnist_scale_si | SI - CNN | SI {better} on |",
+             "| --- | --- | --- | --- | --- |"]
     for row in by_split[ks[0]]:
         cnn = statistics.mean(by_split[k][row][0] for k in ks)
         si = statistics.mean(by_split[k][row][1] for k in ks)
-        wins = sum((by_split[k][row][1] < by_split[k][row][0]) == (better == "lower") and
-                   by_split[k][row][1] != by_split[k][row][0] for k in ks)
+        wins = sum(ahead(*by_split[k][row]) for k in ks)
         lines.append(f"| {row} | {cnn:.{digits}f}{unit} | {si:.{digits}f}{unit} | {si - cnn:+.{digits}f} | "
                      f"{wins} of {len(ks)} |")
     return lines
