@@ -2,12 +2,12 @@
 # Everything behind docs/scale-invariance.md, from Debian's Fashion-MNIST files to the plots.
 #   sudo apt-get install dataset-fashion-mnist       # IDX files in /usr/share/datasets/fashion-mnist
 #   bash docs/scale-invariance/reproduce.sh [WORK] [SPLITS]   # WORK: data and runs (default /work/si)
-# SPLITS defaults to "0 1 2". Rerun it to continue: a finished run is kept, an unfinished one
+# SPLITS defaults to "0 1 2 3". Rerun it to continue: a finished run is kept, an unfinished one
 # resumes from its last checkpoint. The SI network trains at about 140 images/s on one core of
 # the 2-core CPU of docs/benchmarks.md, so one SI run of 60 epochs takes 70 minutes or more.
 set -euo pipefail
 work=${1:-/work/si}
-splits=${2:-0 1 2}
+splits=${2:-0 1 2 3}
 idx=/usr/share/datasets/fashion-mnist
 out=$(dirname "$0")
 nets=$out/../../nets

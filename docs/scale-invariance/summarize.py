@@ -50,6 +50,11 @@ def student_t_two_sided(t: float, dof: int) -> float:
     return max(0.0, 1 - 2 * half_mass)
 
 
+def p_value(p: float) -> str:
+    """Three decimals, or two significant digits below 0.001, so that a small p is not shown as 0."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
 def sign_test_two_sided(better: int, n: int) -> float:
     """Exact two-sided sign test: twice the smaller binomial tail, capped at 1."""
     tail = min(better, n - better)
@@ -66,7 +71,7 @@ def paired_tests(differences: list[float]) -> list[str]:
         mean, std = statistics.mean(differences), statistics.stdev(differences)
         t = mean / (std / math.sqrt(n))
         lines.append(f"- Paired t test: mean difference {mean:+.2f} points, std {std:.2f}, "
-                     f"t = {t:.2f} with {n - 1} degrees of freedom, p = {student_t_two_sided(t, n - 1):.3f} "
+                     f"t = {t:.2f} with {n - 1} degrees of freedom, p = {p_value(student_t_two_sided(t, n - 1))} "
                      "(two-sided).")
     else:
         lines.append("- Paired t test: needs at least two finished splits.")
