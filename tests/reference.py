@@ -63,6 +63,12 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest absolute difference relative to the largest reference value; NaN if `actual` has one,
+    0 where both are all zero (as a gradient can be), huge where only `expected` is."""
+    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
+
+
 def images(n, c, h, w, dtype=torch.float32):
     """Fresh random 'raw pixels minus the mean': values in about -128..128."""
     return torch.rand(n, c, h, w, dtype=dtype) * 255 - 128

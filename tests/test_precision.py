@@ -38,6 +38,7 @@ from netdsl import cli
 from netdsl.datasets import synthetic
 from netdsl.devices.distributed import SINGLE
 from netdsl.runner import data, precision, train
+from reference import rel_err
 from test_data import SMALL_NET, make_folder, tiny_net
 from test_distributed import model_of, torchrun
 from test_triton_kernels import SI_ALEXNET_FIRST_LAYERS
@@ -182,12 +183,6 @@ def test_fp16_under_torchrun_the_processes_step_alike(tmp_path):
 
 # ---------------------------------------------------------------- torch.compile
 
-def relative_difference(got: torch.Tensor, expected: torch.Tensor) -> float:
-    """The largest difference over the largest expected value (0 where both are all zero, as a gradient can be)."""
-    difference, scale = (got - expected).abs().max().item(), expected.abs().max().item()
-    return difference / scale if scale > 0 else (0.0 if difference == 0 else float("inf"))
-
-
 def assert_compiles(model: torch.nn.Module, x: torch.Tensor, tolerance: float = 1e-5,
                     whole: bool = True) -> dict[str, float]:
     """One graph, no break, in training mode: fullgraph=True makes any graph break an error, and the backend
@@ -217,7 +212,7 @@ def assert_compiles(model: torch.nn.Module, x: torch.Tensor, tolerance: float = 
     eager, got = logits_and_gradients(model), logits_and_gradients(compiled)
     assert len(graphs) == 1 if whole else len(graphs) > 1
     names = ["logits", "input gradient", *(n for n, _ in model.named_parameters())]
-    relative = {name: relative_difference(g, e) for name, e, g in zip(names, eager, got)}
+    relative = {name: rel_err(g, e) for name, e, g in zip(names, eager, got)}
     for name, difference in relative.items():
         assert difference <= tolerance, name
     torch._dynamo.reset()

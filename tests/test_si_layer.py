@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import netdsl
-from reference import si_formula
+from reference import rel_err, si_formula
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 2 ** -7}  # of the largest value
 
@@ -43,11 +43,6 @@ type = softmax
 def generated():
     """The module the torch backend generates for a network with an SI layer: si_conv2d and its helpers."""
     return netdsl.load_source(netdsl.generate_source(netdsl.parse_string(ONE_SI_LAYER), backend="torch"))
-
-
-def rel_err(actual, expected):
-    """The largest absolute difference relative to the largest reference value; NaN if `actual` has one."""
-    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
 
 
 def formula(x, conv, scales):

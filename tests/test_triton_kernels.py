@@ -19,15 +19,11 @@ import torch.nn.functional as F
 import netdsl
 from netdsl.codegen.load import load_source
 from kernel_names import expected_kernels
+from reference import rel_err
 from rounding import assert_rounded_once
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}  # relative to the largest reference value
-
-
-def rel_err(actual, expected):
-    """The largest absolute difference relative to the largest reference value; NaN if `actual` has one."""
-    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
 
 
 @pytest.fixture(autouse=True)
