@@ -20,7 +20,6 @@ AlexNet.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -41,18 +40,10 @@ from netdsl.runner import data, precision, train
 from reference import rel_err
 from test_data import SMALL_NET, make_folder, tiny_net
 from test_distributed import model_of, torchrun
+from test_runner import metrics, train as run_train  # run_train(net, data folder or None, out, *flags)
 from test_triton_kernels import SI_ALEXNET_FIRST_LAYERS
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
-
-
-def run_train(net, out, *flags, data_dir=None):
-    argv = ["train", str(net), "--out", str(out), "--workers", "0", *map(str, flags)]
-    return cli.main(argv + (["--data", str(data_dir)] if data_dir is not None else []))
-
-
-def metrics(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 # ---------------------------------------------------------------- the key and the flag
@@ -67,7 +58,7 @@ def test_the_precision_key_the_flag_and_diff(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fp8" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as exit:
-        run_train(a, tmp_path / "run", "--precision", "fp8")
+        run_train(a, None, tmp_path / "run", "--precision", "fp8")
     assert exit.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--precision" in err and not (tmp_path / "run").exists()
@@ -84,7 +75,7 @@ def test_bf16_learns_the_builtin_data_and_its_checkpoint_is_float32(tmp_path, mo
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "small.net"
     path.write_text(SMALL)
-    assert run_train(path, tmp_path / "run", "--epochs", 4) == 0
+    assert run_train(path, None, tmp_path / "run", "--epochs", 4) == 0
     records = metrics(tmp_path / "run")
     assert [r["precision"] for r in records] == ["bf16"] * 4
     assert min(r["val_top1_err"] for r in records) < 0.7   # chance: 0.9
@@ -157,10 +148,10 @@ def test_an_fp16_run_resumed_goes_on_with_its_loss_scale(tmp_path, monkeypatch, 
     monkeypatch.setattr(precision, "grad_scaler", lambda kind, devices: torch.amp.GradScaler(
         "cpu", init_scale=2.0 ** 14, growth_interval=1, enabled=kind == "fp16"))
     net, folder = tiny_net(tmp_path, extra="precision = fp16"), make_folder(tmp_path / "data")
-    assert run_train(net, tmp_path / "whole", "--epochs", 3, data_dir=folder) == 0
+    assert run_train(net, folder, tmp_path / "whole", "--epochs", 3) == 0
     assert "warning: fp16 on the CPU" in capsys.readouterr().err   # allowed, and slow
-    assert run_train(net, tmp_path / "split", "--epochs", 2, data_dir=folder) == 0
-    assert run_train(net, tmp_path / "split", "--epochs", 3, "--resume", data_dir=folder) == 0
+    assert run_train(net, folder, tmp_path / "split", "--epochs", 2) == 0
+    assert run_train(net, folder, tmp_path / "split", "--epochs", 3, "--resume") == 0
     whole, split = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split"))
     assert whole["scaler"] == split["scaler"] and whole["scaler"]["scale"] != 2.0 ** 14
     assert all(torch.equal(whole["model"][k], split["model"][k]) for k in whole["model"])
