@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from netdsl import cli
+from faultmatrix import FailingDisk, fill, without_hard_links
 from test_data import make_folder, tiny_net
 from test_runner_kill import _env, _slow_folder
 
@@ -90,62 +91,6 @@ def after_one_epoch(reference, tmp_path) -> tuple[Path, Path, Path]:
 
 # ---------------------------------------------------------------- a disk that fills
 
-class FailingDisk:
-    """Writes to files named like `pattern` fail as on a full disk (or at fsync), from the
-    (after + 1)-th such file opened for writing; the others are written as usual."""
-
-    def __init__(self, monkeypatch, pattern: str, code: int = errno.ENOSPC, after: int = 0,
-                 at: str = "write"):
-        self.pattern, self.code, self.after, self.at = pattern, code, after, at
-        self.opened, self.failing, self.failures = 0, {}, 0
-        real_open, real_write, real_fsync, real_close = os.open, os.write, os.fsync, os.close
-
-        def open_(path, flags, mode=0o777, *, dir_fd=None):
-            fd = real_open(path, flags, mode, dir_fd=dir_fd)
-            writing = flags & (os.O_WRONLY | os.O_RDWR)
-            if writing and fnmatch.fnmatch(os.path.basename(os.fspath(path)), pattern):
-                self.opened += 1
-                if self.opened > self.after:
-                    self.failing[fd] = 0  # writes so far
-            return fd
-
-        def write(fd, data):
-            if fd not in self.failing or self.at != "write":
-                return real_write(fd, data)
-            self.failing[fd] += 1
-            if self.failing[fd] == 1 and len(data) > 1:  # a full disk takes what it still can
-                return real_write(fd, memoryview(data)[:len(data) // 2])
-            return self._fail()
-
-        def fsync(fd):
-            if fd in self.failing and self.at == "fsync":
-                return self._fail()
-            return real_fsync(fd)
-
-        def close(fd):
-            self.failing.pop(fd, None)
-            return real_close(fd)
-
-        for name, fn in (("open", open_), ("write", write), ("fsync", fsync), ("close", close)):
-            monkeypatch.setattr(os, name, fn)
-
-    def _fail(self):
-        self.failures += 1
-        raise OSError(self.code, os.strerror(self.code))
-
-
-def without_hard_links(monkeypatch, pattern: str) -> None:
-    """os.link refused for targets named like `pattern`, as on file systems without links."""
-    real_link = os.link
-
-    def link(src, dst, *args, **kwargs):
-        if fnmatch.fnmatch(os.path.basename(os.fspath(dst)), pattern):
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-        return real_link(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "link", link)
-
-
 # (the file named, the files that fail, errno, where, resume the one-epoch run or start afresh)
 WRITES = [
     ("checkpoint.pt", "checkpoint.pt.*.tmp", errno.ENOSPC, "write", True),
@@ -168,9 +113,9 @@ def test_a_write_that_fails_stops_with_one_line_and_the_run_resumes_from_the_las
         folder, net, run = after_one_epoch(reference, tmp_path)
     else:
         net, run = tiny_net(tmp_path), tmp_path / "run"
-    disk = FailingDisk(monkeypatch, pattern, code, at=at)
+    disk = FailingDisk(pattern, code, at=at, patch=monkeypatch.setattr)
     if name == "best.pt":
-        without_hard_links(monkeypatch, pattern)
+        without_hard_links(pattern, patch=monkeypatch.setattr)
     capsys.readouterr()
     code_ = train(net, folder, run, "--epochs", 2, *(["--resume"] if resume else []))
     assert one_line(capsys, code_) == f"{run / name}: error: cannot write: {os.strerror(code)}"
@@ -194,7 +139,7 @@ def test_a_statistics_cache_that_cannot_be_written_is_a_warning_and_the_run_goes
         tmp_path, monkeypatch, capsys):
     """The cache is tried in the data folder, then in the run folder; neither takes it."""
     folder = make_folder(tmp_path / "data")
-    disk = FailingDisk(monkeypatch, ".netdsl-stats-*.tmp")
+    disk = FailingDisk(".netdsl-stats-*.tmp", patch=monkeypatch.setattr)
     assert train(tiny_net(tmp_path), folder, tmp_path / "run", "--epochs", 1) == 0
     err = capsys.readouterr().err.strip()
     assert disk.failures == 2
@@ -204,35 +149,6 @@ def test_a_statistics_cache_that_cannot_be_written_is_a_warning_and_the_run_goes
     assert temporaries(folder, tmp_path / "run") == []
     assert not list(folder.glob(".netdsl-stats-*")) and not list((tmp_path / "run").glob(".netdsl-stats-*"))
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 600 KiB tmpfs, mounted for the test (needs root)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
-
-
-def fill(disk: Path, leave: int) -> Path:
-    """A file taking all the room on `disk`, then cut back to leave `leave` bytes free."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        while True:
-            try:
-                f.write(b"\0" * 4096)
-            except OSError as err:
-                assert err.errno == errno.ENOSPC
-                break
-    os.truncate(filler, filler.stat().st_size - leave)
-    return filler
 
 
 def test_a_checkpoint_on_a_full_tmpfs_fails_cleanly_and_resumes_once_there_is_room(reference, small_disk):

@@ -33,6 +33,7 @@ import torch
 from ..argtypes import count, positive, scale_list
 from ..errors import NetError
 from ..runner import checkpoint, data, ensemble, precision
+from ..runner.workers import owned
 from ..runner.evaluate import (build_model, check_devices, default_devices, default_workers, evaluate,
                                flushing_denormals, load_weights)
 
@@ -157,7 +158,8 @@ def _evaluate_command(args) -> int:
     loader = data.eval_loader(data.EvalSet(val, recipe, mean, test == "tencrop"),
                               args.batch or net.train.batch, workers)
     problems = data.ProblemLog()
-    result = evaluate(model, loader, net.output.type, device, problems)
+    with owned(loader):
+        result = evaluate(model, loader, net.output.type, device, problems)
     skipped = problems.take()
     crops = "ten crops" if test == "tencrop" else "centre crop"
     print(f"{net.name}: top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%} "
@@ -187,7 +189,8 @@ def _ensemble_command(args) -> int:
     loader = data.eval_loader(data.EnsembleEvalSet(val, recipe, means, test == "tencrop"),
                               args.batch or net.train.batch, workers)
     problems = data.ProblemLog()
-    members, together = ensemble.evaluate_ensemble(models, groups, loader, net.output.type, device, problems)
+    with owned(loader):
+        members, together = ensemble.evaluate_ensemble(models, groups, loader, net.output.type, device, problems)
     notes = ["ten crops" if test == "tencrop" else "centre crop"]
     if len(means) > 1:
         notes.append(f"{len(means)} different training means, each checkpoint its own")

@@ -39,7 +39,9 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import multiprocessing
 import os
+import re
 import sys
 import threading
 import time
@@ -247,6 +249,15 @@ def session(devices: list[str] | None):
         yield world, placed
     except NetError as err:
         board.post(err)  # does not return: the board's watcher ends the process
+    except RuntimeError as err:
+        board.close()
+        said = lost_peer(err)
+        if said is None:
+            raise
+        raise NetError(f"lost contact with another training process ({said}): it has stopped, or its "
+                       "machine can no longer be reached, and its own output says why; this process "
+                       "stopped too: run the same command with --resume to continue from the run "
+                       "folder's last checkpoint") from None
     except BaseException:
         board.close()
         raise
@@ -256,6 +267,18 @@ def session(devices: list[str] | None):
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+# how gloo and NCCL report a process at the other end of an exchange that has gone (exited,
+# killed, its machine down): the exchange fails at once, as a RuntimeError, in every process left
+_LOST_PEER = re.compile(r"Connection (closed|reset) by peer( \[[^\]]*\]:\d+)?|Broken pipe|"
+                        r"NCCL communicator was aborted")
+
+
+def lost_peer(err: BaseException) -> str | None:
+    """What the exchange said, where `err` is one that failed because another process has gone."""
+    found = _LOST_PEER.search(str(err)) if isinstance(err, RuntimeError) else None
+    return found.group(0) if found else None
 
 
 # ---------------------------------------------------------------- a user error ends every process
@@ -326,6 +349,12 @@ class _ErrorBoard:
             print(err, file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
+        # os._exit runs no exit handler and no `finally` of the main thread's: the process's
+        # children, its data loaders' workers, are ended here rather than left to notice it gone
+        with contextlib.suppress(Exception):  # the main thread may be ending them too
+            for child in multiprocessing.active_children():
+                child.kill()
+                child.join(1.0)
         if acknowledge:
             with contextlib.suppress(RuntimeError):  # the store's host has gone: nobody to wait for
                 self._add("seen", 1)

@@ -39,6 +39,7 @@ from ..errors import NetError, did_you_mean
 from ..runner import checkpoint, data
 from ..runner.activations import LayerOutputs
 from ..runner.evaluate import build_model, default_devices, load_weights
+from ..runner.workers import owned
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,10 @@ def _reserve(path: Path) -> None:
         os.close(fd)
 
 
-def _activations(trained: Trained, layer: str, folder: data.Folder, batch: int, workers: int):
+def _activations(trained: Trained, layer: str, folder: data.Folder, loader):
     """(activations as float32 numpy, labels) a batch at a time, in the folder's order."""
     outputs = LayerOutputs(trained.model, trained.net, [layer])
-    dataset = data.EvalSet(folder, trained.recipe, trained.mean, tencrop=False)
-    for part in tqdm(data.eval_loader(dataset, batch, workers), desc=f"{layer} of {folder.root.name}/",
-                     unit="batch", disable=None, leave=False):
+    for part in tqdm(loader, desc=f"{layer} of {folder.root.name}/", unit="batch", disable=None, leave=False):
         _refuse_unreadable(part.problems)
         yield outputs(part.x.flatten(0, 1))[layer].float().cpu().numpy(), part.y.numpy()
 
@@ -128,9 +127,10 @@ def write_features(trained: Trained, layer: str, folder: data.Folder, out: Path,
     out = Path(out)
     count = len(folder.samples)
     labels = np.empty(count, np.int64)
-    with files.building(out) as tmp:
+    loader = data.eval_loader(data.EvalSet(folder, trained.recipe, trained.mean, tencrop=False), batch, workers)
+    with files.building(out) as tmp, owned(loader):
         features, row = None, 0
-        for values, y in _activations(trained, layer, folder, batch, workers):
+        for values, y in _activations(trained, layer, folder, loader):
             if features is None:
                 features = open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, *values.shape[1:]))
                 _reserve(tmp)

@@ -8,6 +8,7 @@ experiment (netdsl/scale_invariance/ builds on it, never the reverse).
     checkpoint.py  checkpoints written atomically and read back with weights_only
     runlock.py     one run a folder: RUN/.lock
     preemption.py  SIGTERM and SIGINT stop a run after the step under way
+    workers.py     data loader worker processes ended on every way out of a command
     evaluate.py    top-1 and top-5 error; the model built and a checkpoint's weights loaded
     activations.py any layer's output, the generated forward run one layer at a time
     ensemble.py    several checkpoints of one network scored together, probabilities averaged

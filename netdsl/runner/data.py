@@ -4,6 +4,7 @@
     train, val = open_folders("imagenet/", recipe)   # checked ImageFolder layout (NetError if not)
     stats = load_stats(train, recipe, [data_dir, run_dir], 4, ProblemLog())  # mean image, PCA
     loader = train_loader(TrainSet(train, recipe, stats, seed=0), batch=128, workers=4, seed=0)
+    with workers.owned(loader): ...                  # its worker processes end with the block
 
 Layout: DIR/train/<class>/<file> and DIR/val/<class>/<file>, classes sorted by name, nested
 folders allowed. Networks with 1 or 3 channels read JPEG and PNG (greyscale or RGB); any other
@@ -47,11 +48,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import Dataset, Sampler, Subset
 from tqdm import tqdm
 
 from .. import files
 from . import preemption
+from .workers import Loader, owned
 from ..devices.distributed import SINGLE, World
 from ..errors import NetError
 
@@ -324,14 +326,16 @@ def _shard_sums(folder: Folder, recipe: Recipe, workers: int, problems: "Problem
     side, c = recipe.resize, recipe.channels
     sums = [np.zeros((side, side, c)), np.zeros(c), np.zeros((c, c)), np.zeros(1)]
     shard = Subset(_RawSet(folder, recipe), range(world.rank, len(folder.samples), world.size))
-    loader = DataLoader(shard, batch_size=32, num_workers=workers, collate_fn=_sum_batch)
-    for image_sum, p_sum, p_moment, n, batch_problems in tqdm(
-            loader, desc="mean image and lighting PCA", unit="batch", leave=False,
-            disable=None if world.main else True):
-        problems.note(batch_problems)
-        if n:
-            for total, part in zip(sums, (image_sum, p_sum, p_moment, n)):
-                total += part
+    loader = Loader(shard, batch_size=32, num_workers=workers, collate_fn=_sum_batch,
+                    worker_init_fn=preemption.ignore_in_worker)
+    with owned(loader):
+        for image_sum, p_sum, p_moment, n, batch_problems in tqdm(
+                loader, desc="mean image and lighting PCA", unit="batch", leave=False,
+                disable=None if world.main else True):
+            problems.note(batch_problems)
+            if n:
+                for total, part in zip(sums, (image_sum, p_sum, p_moment, n)):
+                    total += part
     return sums
 
 
@@ -552,8 +556,10 @@ class EpochSampler(Sampler):
         return iter([(self.epoch, None if p is None else int(order[p])) for p in self._positions()])
 
 
-def _loader(dataset, batch: int, workers: int, sampler=None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+def _loader(dataset, batch: int, workers: int, sampler=None) -> Loader:
+    """Batches from worker processes that live as long as the loader (persistent): the caller
+    ends them with workers.owned(loader) (netdsl/runner/workers.py)."""
+    return Loader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                       collate_fn=collate, pin_memory=torch.cuda.is_available(),
                       persistent_workers=workers > 0, worker_init_fn=preemption.ignore_in_worker,
                       # the loader's own generator: making it draws nothing from torch's global one
@@ -561,14 +567,14 @@ def _loader(dataset, batch: int, workers: int, sampler=None) -> DataLoader:
 
 
 def train_loader(dataset: TrainSet, batch: int, workers: int, seed: int,
-                 world: World = SINGLE) -> DataLoader:
+                 world: World = SINGLE) -> Loader:
     """This process's share of each global batch of `batch` images.
     Call loader.sampler.set_epoch(e) before iterating epoch e."""
     return _loader(dataset, batch // world.size, workers,
                    EpochSampler(len(dataset), seed, batch, world))
 
 
-def eval_loader(dataset: EvalSet, batch: int, workers: int, world: World = SINGLE) -> DataLoader:
+def eval_loader(dataset: EvalSet, batch: int, workers: int, world: World = SINGLE) -> Loader:
     """This process's share (every world.size-th image), batch / world.size images a step.
     With ten crops an image, a tenth of that: the model sees that many views."""
     batch //= world.size

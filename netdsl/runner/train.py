@@ -101,6 +101,7 @@ from ..errors import NetError
 from ..language import netdiff
 from ..language.check import TRAIN_KEYS
 from . import checkpoint, data, precision, preemption, runlock
+from .workers import owned
 from .evaluate import build_model, check_devices, default_devices, default_workers, evaluate, load_weights
 from .optim import get_lr, make_optimizer, set_lr
 
@@ -569,11 +570,19 @@ class Trainer:
         """The stop signal any process has received (the same answer in all of them); 0: none."""
         return int(self.world.max([self.signals.received])[0])
 
-    def _checkpointed_text(self) -> str:
+    def stopped_text(self) -> str:
+        """What a run that stops on an error leaves to resume from."""
         if self.checkpointed is None:
-            return "no checkpoint was written"
+            return "training stopped and no checkpoint was written"
         epoch, step = self.checkpointed
-        return f"{self.latest} (epoch {epoch}{f', step {step}' if step else ''}) is the last good checkpoint"
+        return (f"training stopped and {self.latest} (epoch {epoch}{f', step {step}' if step else ''}) "
+                "is the last good checkpoint")
+
+    def resume_text(self) -> str:
+        """stopped_text, and how to go on from it."""
+        if self.checkpointed is None:
+            return self.stopped_text()
+        return f"{self.stopped_text()}: run the same command with --resume to continue"
 
     def epoch(self, epoch: int, train_batches, val_batches, start: EpochProgress) -> dict | Stop:
         """Train one epoch (from `start`), validate, step the schedule; the epoch's metrics record,
@@ -582,8 +591,8 @@ class Trainer:
         try:
             done, signal = self.train_epoch(epoch, train_batches, start)
         except LossNotFinite as err:
-            raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; training "
-                           f"stopped and {self._checkpointed_text()}; a smaller --lr may help") from None
+            raise NetError(f"the training loss became {err.value} at epoch {epoch}, step {err.step}; "
+                           f"{self.stopped_text()}; a smaller --lr may help") from None
         if signal:
             return Stop(signal, epoch, self._with_every_process_state(done))
         if not done.images:
@@ -693,7 +702,9 @@ def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
                   "pass --epochs to train longer")
         return 0
     train_batches, val_batches = trainer.loaders()
-    with trainer.signals:  # SIGTERM and SIGINT caught from here to the end of the epochs
+    # the loaders' workers end before this is left, however it is left (netdsl/runner/workers.py);
+    # SIGTERM and SIGINT are caught from here to the end of the epochs
+    with owned(train_batches, val_batches, then=trainer.resume_text), trainer.signals:
         status = _train_epochs(trainer, first, start, train_batches, val_batches)
     world.save_debug_state(trainer.model)
     return status
