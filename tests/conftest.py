@@ -21,10 +21,10 @@ def small_disk(tmp_path):
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=300)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+        subprocess.run(["umount", str(mount_point)], check=True, timeout=300)

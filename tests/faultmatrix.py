@@ -348,8 +348,9 @@ def run_case(case: str, argv: list[str], watch: list[Path], ranks: int = 1, laun
                       MASTER_PORT=str(free_port()))
     with tempfile.TemporaryDirectory() as logs:
         started = time.monotonic()
-        processes = [launcher.start(case, argv, {**common, **({"RANK": str(r), "LOCAL_RANK": str(r)} if ranks > 1 else {})},
-                                    Path(logs) / f"{r}.out", Path(logs) / f"{r}.err") for r in range(ranks)]
+        rank_env = [{"RANK": str(r), "LOCAL_RANK": str(r)} if ranks > 1 else {} for r in range(ranks)]
+        processes = [launcher.start(case, argv, {**common, **rank_env[r]}, Path(logs) / f"{r}.out",
+                                    Path(logs) / f"{r}.err") for r in range(ranks)]
         ended = {}
         while len(ended) < ranks:
             for r, process in enumerate(processes):

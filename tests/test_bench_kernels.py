@@ -69,7 +69,7 @@ def run_bench(*args, env=None, unset=()):
     """bench/kernels.py with `args`, in this environment plus `env` and less the variables `unset`."""
     environment = {key: value for key, value in os.environ.items() if key not in unset}
     return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True,
-                          env={**environment, **(env or {})})
+                          env={**environment, **(env or {})}, timeout=300)
 
 
 def test_every_case_runs_and_agrees_with_eager(tmp_path):

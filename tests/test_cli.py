@@ -92,7 +92,7 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
         else:
             shutil.copy2(root / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(source)], check=True, capture_output=True)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("netdsl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {p.relative_to(root).as_posix() for p in (root / "netdsl").rglob("*.py")}
@@ -103,16 +103,18 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     assert {f"netdsl/codegen_templates/{t}" for t in templates} <= names
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
-                    str(wheel)], check=True, capture_output=True)
+                    str(wheel)], check=True, capture_output=True, timeout=300)
     result = subprocess.run(
         [sys.executable, "-m", "netdsl", "compile", str(root / "nets" / "alexnet.net"), "--json"],
-        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        timeout=300)
     assert result.returncode == 0, result.stderr
     assert '"params": 60965224' in result.stdout
     where = subprocess.run(
         [sys.executable, "-c", "from netdsl.codegen.resources import resource_dir as r; print(r('grammars')); "
                                "print(r('codegen_templates'))"],
-        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        timeout=300)
     assert where.stdout.split() == [str(site / "netdsl" / "grammars"), str(site / "netdsl" / "codegen_templates")]
 
 

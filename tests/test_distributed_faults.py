@@ -59,7 +59,7 @@ class Ranks:
                     process.kill()
                 raise AssertionError(f"timed out: ranks {sorted(self.ended)} had ended")
             time.sleep(0.02)
-        return [(p.returncode, *p.communicate()) for p in self.processes]
+        return [(p.returncode, *p.communicate(timeout=60)) for p in self.processes]
 
     @property
     def spread(self) -> float:

@@ -123,7 +123,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(name, tmp_path):
     pwned.unlink(missing_ok=True)
     result = subprocess.run([sys.executable, "-m", "netdsl", "compile", str(BROKEN / f"{name}.net"),
                              "-o", str(tmp_path / "out.py")], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}, timeout=300)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert ": error: " in result.stderr

@@ -235,7 +235,7 @@ def test_an_interrupted_run_leaves_nothing_and_a_killed_runs_leftovers_go(tmp_pa
             fashion_mnist.build(*data, tmp_path / "fashion", VAL, workers=1)
     assert leftovers(tmp_path) == []
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone.wait(timeout=60)
     killed = tmp_path / f".fashion.partial-{gone.pid}"
     (killed / "train").mkdir(parents=True)
     alive = tmp_path / f".fashion.partial-{os.getppid()}"    # a live process's run: not ours to remove

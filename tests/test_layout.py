@@ -142,3 +142,20 @@ def test_the_wheel_ships_every_wing():
     config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
     packages = set(config["tool"]["setuptools"]["packages"])
     assert {"netdsl", *(f"netdsl.{wing}" for wing in WINGS)} <= packages
+
+
+def test_every_subprocess_the_tests_start_has_a_timeout():
+    """No test can hang the suite: every subprocess.run, communicate() and wait() in tests/ has a
+    timeout (the processes a test starts with Popen end through one of them)."""
+    missing = []
+    for path in sorted(PACKAGE.parent.joinpath("tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            name, owner = node.func.attr, node.func.value
+            waits = name in ("communicate", "wait") and not (isinstance(owner, ast.Name) and owner.id == "self")
+            runs = name == "run" and isinstance(owner, ast.Name) and owner.id == "subprocess"
+            timed = any(k.arg == "timeout" for k in node.keywords) or (name == "wait" and node.args)
+            if (waits or runs) and not timed:
+                missing.append(f"{path.name}:{node.lineno}: {name}()")
+    assert missing == []

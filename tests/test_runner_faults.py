@@ -204,12 +204,12 @@ def test_a_folder_another_run_holds_is_refused_naming_it_and_its_lock_dies_with_
         assert snapshot(run) == before  # it wrote nothing
         # killed without a chance to clean up; its forked child lives on
         holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        holder.wait(timeout=60)
         assert train(net, folder, run, "--epochs", 2, "--resume") == 0
         assert epochs_logged(run) == [1, 2]
     finally:
         holder.kill()
-        with_pid_gone = subprocess.run(["kill", "-9", str(child)], capture_output=True)
+        with_pid_gone = subprocess.run(["kill", "-9", str(child)], capture_output=True, timeout=300)
         assert with_pid_gone.returncode in (0, 1)
 
 

@@ -33,7 +33,7 @@ def _env():
 def _wait_for(predicate, process, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert process.poll() is None, process.communicate()
+        assert process.poll() is None, process.communicate(timeout=60)
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
 
@@ -66,7 +66,7 @@ def test_a_checkpoint_written_while_the_writer_is_killed_is_old_or_new_never_tor
         _wait_for(target.exists, process)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.wait(timeout=60)
         state = torch.load(target, weights_only=True)
         assert torch.equal(state["model"]["w"], torch.full((3_000_000,), float(state["i"])))
         target.unlink()
@@ -83,12 +83,12 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     time.sleep(0.4 * 30 / first["images_per_s"])  # 40% into epoch 2's 30 training images
     process.send_signal(signal.SIGKILL)
-    process.communicate()
+    process.communicate(timeout=60)
 
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1, "the kill did not land in epoch 2"
     resumed = subprocess.run([sys.executable, "-m", "netdsl", *argv, "--workers", "1", "--resume"],
-                             env=_env(), capture_output=True, text=True)
+                             env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "epoch 2/3" in resumed.stdout and "epoch 1/3" not in resumed.stdout
     assert not list(run.glob("*.tmp"))

@@ -168,7 +168,7 @@ def test_ctrl_c_and_more_signals_during_the_stop_end_with_130_and_a_checkpoint_t
     _wait_for(lambda: (run / "tiny.py").stat().st_mtime_ns != source, killed)
     time.sleep(0.3)
     killed.kill()
-    killed.wait()
+    killed.wait(timeout=60)
     resumed = subprocess.run(netdsl(*argv(net, folder, run), "--resume"), env=_env(), capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -46,7 +46,7 @@ EDGE_CASES = {
 def compile_for_hopper(paths, batch, dtype="float32"):
     """tests/triton_aot.py's report on the networks' kernels: {path: [kernel, ...]}."""
     result = subprocess.run([sys.executable, str(TESTS / "triton_aot.py"), "--json", "--batch", str(batch),
-                             "--dtype", dtype, *map(str, paths)], capture_output=True, text=True)
+                             "--dtype", dtype, *map(str, paths)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 

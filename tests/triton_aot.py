@@ -180,7 +180,7 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
         file.write(cubin)
         file.flush()
         report = subprocess.run([str(cuobjdump), "--dump-resource-usage", file.name],
-                                capture_output=True, text=True, check=True).stdout
+                                capture_output=True, text=True, check=True, timeout=300).stdout
     line = next(line for line in report.splitlines() if "REG:" in line)
     return {key: int(value) for key, value in re.findall(r"(\w+):(\d+)", line)}
 

@@ -30,6 +30,10 @@ work, or waiting in an exchange for the process that stopped); rank 0 prints it,
 process exits with status 2 (_ErrorBoard). Errors before the processes have met (a batch that
 does not divide, a device the machine lacks) are printed by each process that meets them.
 
+A process that is gone (killed, crashed, its machine down) fails the next exchange of every
+other process at once; each prints one line, `error: lost contact with another training process
+(...)`, and exits with status 2, the run folder keeping its last checkpoint (session()).
+
 NETDSL_DEBUG_RANK_STATE=DIR: at the end of a run each process saves the weights it holds to
 DIR/rank<R>.pt (a state dict), so a person or a test can check that the replicas agree.
 """

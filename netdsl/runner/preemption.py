@@ -14,8 +14,9 @@ exit_status(signal). Outside the epochs (setup, the statistics pass) the signals
 always do: nothing is lost there that a resume does not redo.
 
 DataLoader workers ignore both signals (ignore_in_worker): Ctrl-C, and SLURM's scancel, signal
-every process of the job, and a worker that died of it would fail the step being finished. The
-workers end with their trainer, or when they find it gone.
+every process of the job, and a worker that died of it would fail the step being finished. So
+nothing outside can end a worker politely: the command that started it ends it, on every way out
+(netdsl/runner/workers.py), and a worker whose trainer is killed finds it gone and exits.
 """
 from __future__ import annotations
 

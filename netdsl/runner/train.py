@@ -38,6 +38,11 @@ naming it and the cause, exit status 2, no temporary file left and the last chec
 to resume from once there is room (netdsl/files.py); the data statistics cache alone is only
 warned about (netdsl/runner/data.py).
 
+Every way out of the epochs (the end, a user error, a NaN loss, a signal, an exception) ends
+the loaders' worker processes before the command returns (netdsl/runner/workers.py), so the
+process exits; a worker that dies (the OOM killer) stops the run with one line, exit status 2,
+naming the last good checkpoint. docs/reliability.md has each fault tried.
+
 --resume first checks the file against the network the checkpoint was trained on (its stored
 text, checked as the file is): other layers stop it with `netdsl diff`'s summary, before
 anything is loaded or written; comments and layout do not count; a changed recipe is printed,
