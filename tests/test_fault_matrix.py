@@ -111,3 +111,22 @@ def test_the_full_disk_trial_with_default_workers_exits_2_naming_the_file(tmp_pa
                              timeout=faultmatrix.KILL_AFTER_S)
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+LEFT_OVER = """
+from netdsl.runner import preemption, workers
+loader = workers.Loader(list(range(100)), batch_size=2, num_workers=2, persistent_workers=True,
+                        worker_init_fn=preemption.ignore_in_worker)
+batches = iter(loader)
+next(batches)
+cycle = [batches]
+cycle.append(cycle)   # the iterator now only the garbage collector could free, and it does not run
+"""
+
+
+def test_a_loader_no_command_owned_is_ended_by_the_exit_handler(tmp_path):
+    """The safety net: torch leaves such an iterator's workers to multiprocessing's exit handler,
+    whose SIGTERM they ignore (without netdsl's handler this process never exits)."""
+    ended = subprocess.run([sys.executable, "-c", LEFT_OVER], env=faultmatrix.env(), capture_output=True,
+                           text=True, timeout=faultmatrix.KILL_AFTER_S, start_new_session=True)
+    assert ended.returncode == 0 and ended.stderr == ""
