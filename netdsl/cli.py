@@ -60,6 +60,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    args.command_line = ["netdsl", *argv]   # as typed, for the records results keep (runner/provenance.py)
     try:
         return args.run(args) or 0
     except NetError as err:

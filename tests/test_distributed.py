@@ -103,7 +103,7 @@ def test_rank_0_alone_writes_one_metrics_line_an_epoch_and_prints(runs):
     assert found["resumed"].stdout.count("epoch 2/2: train loss") == 1
     assert "epoch 1/" not in found["resumed"].stdout  # resumed, not started again
     assert sorted(p.name for p in (root / "two").iterdir()) == [
-        ".lock", "best.pt", "checkpoint.pt", "metrics.jsonl", "tiny.net", "tiny.py"]
+        ".lock", "best.pt", "checkpoint.pt", "metrics.jsonl", "provenance.jsonl", "tiny.net", "tiny.py"]
     assert (root / "two" / ".lock").read_text().split()[1] == socket.gethostname()  # rank 0's lock
 
 

@@ -26,13 +26,15 @@ command is where the two meet.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
 from ..argtypes import count, positive, scale_list
 from ..errors import NetError
-from ..runner import checkpoint, data, ensemble, precision
+from .. import files
+from ..runner import checkpoint, data, ensemble, precision, provenance
 from ..runner.workers import owned
 from ..runner.evaluate import (build_model, check_devices, default_devices, default_workers, evaluate,
                                flushing_denormals, load_weights)
@@ -77,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=positive, metavar="N",
                         help="with --scales: that many images of the split, evenly spaced")
     parser.add_argument("--out", metavar="PNG", help="with --scales: draw error against scale here")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the result here, with where it came from: this evaluation's record "
+                             "(versions, commit, command, data fingerprint) and each checkpoint's training record")
     add_model_arguments(parser)
 
 
@@ -100,6 +105,9 @@ def run(args) -> int:
     if args.scales and args.compile:
         raise NetError("--compile goes with a checkpoint's or an ensemble's error; --scales runs the networks "
                        "as they are")
+    if args.scales and args.json:
+        raise NetError("--json records a checkpoint's or an ensemble's error; --scales prints its table "
+                       "(and --out draws it)")
     # the first network's [train] precision unless --precision says otherwise
     forward = precision.autocast(args.precision or netdsl.parse_file(args.nets[0]).train.precision,
                                  default_devices(args.devices))
@@ -158,6 +166,7 @@ def _evaluate_command(args) -> int:
     loader = data.eval_loader(data.EvalSet(val, recipe, mean, test == "tencrop"),
                               args.batch or net.train.batch, workers)
     problems = data.ProblemLog()
+    segment = provenance.record(args.command_line, seed=0, workers=workers, data=[val])
     with owned(loader):
         result = evaluate(model, loader, net.output.type, device, problems)
     skipped = problems.take()
@@ -165,7 +174,18 @@ def _evaluate_command(args) -> int:
     print(f"{net.name}: top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%} "
           f"on {result['images']} images of {val.root} ({crops}"
           + (f"; {skipped} skipped" if skipped else "") + ")")
+    _write_json(args, {**result, "test": test, "skipped_images": skipped}, segment, [state])
     return 0
+
+
+def _write_json(args, result: dict, segment: dict, states: list[dict]) -> None:
+    """--json: the result, this evaluation's record and each checkpoint's (runner/provenance.py)."""
+    if args.json:
+        checkpoints = [{"path": path, "epoch": state.get("epoch"), "provenance": state.get("provenance", [])}
+                       for path, state in zip(args.checkpoint, states)]
+        record = {"net": args.nets[0], "split": args.split, "result": result,
+                  "provenance": provenance.ended(segment, 0), "checkpoints": checkpoints}
+        files.replace(Path(args.json), json.dumps(record, indent=1) + "\n")
 
 
 def _ensemble_command(args) -> int:
@@ -189,18 +209,21 @@ def _ensemble_command(args) -> int:
     loader = data.eval_loader(data.EnsembleEvalSet(val, recipe, means, test == "tencrop"),
                               args.batch or net.train.batch, workers)
     problems = data.ProblemLog()
+    segment = provenance.record(args.command_line, seed=0, workers=workers, data=[val])
     with owned(loader):
         members, together = ensemble.evaluate_ensemble(models, groups, loader, net.output.type, device, problems)
     notes = ["ten crops" if test == "tencrop" else "centre crop"]
     if len(means) > 1:
         notes.append(f"{len(means)} different training means, each checkpoint its own")
-    if skipped := problems.take():
+    skipped = problems.take()
+    if skipped:
         notes.append(f"{skipped} skipped")
     print(f"{net.name}: {len(models)} checkpoints, their {net.output.type} probabilities averaged, on "
           f"{together['images']} images of {val.root} ({'; '.join(notes)})")
     width = max(len(path) for path in args.checkpoint)
     for path, result in [*zip(args.checkpoint, members), ("ensemble", together)]:
         print(f"  {path:<{width}}  top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%}")
+    _write_json(args, {**together, "test": test, "skipped_images": skipped, "members": members}, segment, states)
     return 0
 
 

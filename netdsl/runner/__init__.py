@@ -7,6 +7,7 @@ experiment (netdsl/scale_invariance/ builds on it, never the reverse).
     optim.py       the paper's SGD update, with each layer's lr_mult and decay_mult
     checkpoint.py  checkpoints written atomically and read back with weights_only
     runlock.py     one run a folder: RUN/.lock
+    provenance.py  where a run or an evaluation came from: versions, commit, command, data
     preemption.py  SIGTERM and SIGINT stop a run after the step under way
     workers.py     data loader worker processes ended on every way out of a command
     evaluate.py    top-1 and top-5 error; the model built and a checkpoint's weights loaded

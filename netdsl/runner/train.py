@@ -14,7 +14,8 @@ else, and everything with --data, is the file's recipe.
 
 RUN (default runs/<net name>) receives checkpoint.pt after every epoch and best.pt whenever
 the validation top-1 error improves, metrics.jsonl (a JSON object an epoch), <name>.net (the
-text trained) and <name>.py (the generated source). A run stopped at any moment, even by
+text trained), <name>.py (the generated source) and provenance.jsonl (where the run came from, a
+record a segment: netdsl/runner/provenance.py; every checkpoint holds the same). A run stopped at any moment, even by
 SIGKILL, resumes with --resume from its last checkpoint and ends with the same weights as a
 run never stopped: checkpoints are replaced atomically, and data order and augmentation depend
 only on (seed, epoch, image).
@@ -105,7 +106,7 @@ from ..devices.placement import load_optimizer_state, optimizer_state
 from ..errors import NetError
 from ..language import netdiff
 from ..language.check import TRAIN_KEYS
-from . import checkpoint, data, precision, preemption, runlock
+from . import checkpoint, data, precision, preemption, provenance, runlock
 from .workers import owned
 from .evaluate import build_model, check_devices, default_devices, default_workers, evaluate, load_weights
 from .optim import get_lr, make_optimizer, set_lr
@@ -418,6 +419,7 @@ class Trainer:
     scaler: torch.amp.GradScaler  # fp16's loss scaler; disabled in fp32 and bf16
     signals: preemption.StopSignals = dataclasses.field(default_factory=preemption.StopSignals)
     checkpointed: tuple[int, int] | None = None   # (epoch, step) of checkpoint.pt as this run left it
+    segments: list = dataclasses.field(default_factory=list)  # provenance records, this run's last
 
     @property
     def latest(self) -> Path:
@@ -490,7 +492,15 @@ class Trainer:
             "schedule": dataclasses.asdict(self.schedule), "rng": checkpoint.rng_states(),
             "scaler": self.scaler.state_dict(),  # fp16's loss scale; empty in fp32 and bf16
             "metrics": record,
+            "provenance": self.segments[:-1] + [provenance.ended(self.segments[-1])] if self.segments else [],
         }
+
+    def write_provenance(self, status: int | None = None) -> None:
+        """RUN/provenance.jsonl: a record a segment of the run (netdsl/runner/provenance.py); with
+        `status`, this segment ended with it."""
+        if status is not None:
+            self.segments[-1] = provenance.ended(self.segments[-1], status)
+        files.replace(self.run_dir / "provenance.jsonl", "".join(json.dumps(s) + "\n" for s in self.segments))
 
     def step(self, batch: data.Batch, number: int) -> tuple[float, int, bool]:
         """One SGD step on a global batch, this process holding its share; (loss sum, images)
@@ -706,11 +716,24 @@ def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
             print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
                   "pass --epochs to train longer")
         return 0
+    trainer.segments = [*world.from_main(lambda: provenance.earlier(state, run_dir / "provenance.jsonl")),
+                        provenance.record(args.command_line, seed=trainer.seed, workers=workers,
+                                          data=[trainer.train, trainer.val], world_size=world.size)]
+    world.from_main(trainer.write_provenance)
     train_batches, val_batches = trainer.loaders()
-    # the loaders' workers end before this is left, however it is left (netdsl/runner/workers.py);
-    # SIGTERM and SIGINT are caught from here to the end of the epochs
-    with owned(train_batches, val_batches, then=trainer.resume_text), trainer.signals:
-        status = _train_epochs(trainer, first, start, train_batches, val_batches)
+    status = 1
+    try:
+        # the loaders' workers end before this is left, however it is left (netdsl/runner/workers.py);
+        # SIGTERM and SIGINT are caught from here to the end of the epochs
+        with owned(train_batches, val_batches, then=trainer.resume_text), trainer.signals:
+            status = _train_epochs(trainer, first, start, train_batches, val_batches)
+    except NetError:
+        status = 2
+        raise
+    finally:
+        if world.main:  # no exchange here: another process may be gone
+            with contextlib.suppress(NetError):  # a full disk must not hide the error under way
+                trainer.write_provenance(status)
     world.save_debug_state(trainer.model)
     return status
 
