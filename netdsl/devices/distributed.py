@@ -253,7 +253,7 @@ def session(devices: list[str] | None):
         yield world, placed
     except NetError as err:
         board.post(err)  # does not return: the board's watcher ends the process
-    except RuntimeError as err:
+    except BaseException as err:
         board.close()
         said = lost_peer(err)
         if said is None:
@@ -262,9 +262,6 @@ def session(devices: list[str] | None):
                        "machine can no longer be reached, and its own output says why; this process "
                        "stopped too: run the same command with --resume to continue from the run "
                        "folder's last checkpoint") from None
-    except BaseException:
-        board.close()
-        raise
     else:
         board.close()
         # no process looks at the board once rank 0, which may hold the store, has gone on to exit

@@ -560,10 +560,10 @@ def _loader(dataset, batch: int, workers: int, sampler=None) -> Loader:
     """Batches from worker processes that live as long as the loader (persistent): the caller
     ends them with workers.owned(loader) (netdsl/runner/workers.py)."""
     return Loader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=workers > 0, worker_init_fn=preemption.ignore_in_worker,
-                      # the loader's own generator: making it draws nothing from torch's global one
-                      generator=torch.Generator().manual_seed(0))
+                  collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=workers > 0, worker_init_fn=preemption.ignore_in_worker,
+                  # the loader's own generator: making it draws nothing from torch's global one
+                  generator=torch.Generator().manual_seed(0))
 
 
 def train_loader(dataset: TrainSet, batch: int, workers: int, seed: int,

@@ -716,9 +716,11 @@ def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
             print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
                   "pass --epochs to train longer")
         return 0
-    trainer.segments = [*world.from_main(lambda: provenance.earlier(state, run_dir / "provenance.jsonl")),
-                        provenance.record(args.command_line, seed=trainer.seed, workers=workers,
-                                          data=[trainer.train, trainer.val], world_size=world.size)]
+    # rank 0's record, the one it writes: no other process lists the data or asks git again
+    trainer.segments = world.from_main(lambda: [
+        *provenance.earlier(state, run_dir / "provenance.jsonl"),
+        provenance.record(args.command_line, seed=trainer.seed, workers=workers,
+                          data=[trainer.train, trainer.val], world_size=world.size)])
     world.from_main(trainer.write_provenance)
     train_batches, val_batches = trainer.loaders()
     status = 1

@@ -40,7 +40,6 @@ from ..errors import NetError
 _DIED = re.compile(r"^DataLoader worker \(pid")
 
 _loaders: "weakref.WeakSet[Loader]" = weakref.WeakSet()   # every Loader alive, for the exit handler
-_exit_handler_registered = False
 
 
 class WorkerDied(NetError):
@@ -54,7 +53,6 @@ class Loader(DataLoader):
         super().__init__(*args, **kwargs)
         self._with_workers: "weakref.WeakSet" = weakref.WeakSet()
         _loaders.add(self)
-        _register_exit_handler()
 
     def _get_iterator(self):
         iterator = super()._get_iterator()
@@ -100,11 +98,8 @@ def end_all() -> None:
     end_workers(list(_loaders))
 
 
-def _register_exit_handler() -> None:
-    global _exit_handler_registered
-    if not _exit_handler_registered:
-        atexit.register(end_all)   # after torch's and multiprocessing's handlers: runs before them
-        _exit_handler_registered = True
+# registered after torch's and multiprocessing's handlers (both imported above), so it runs before them
+atexit.register(end_all)
 
 
 def died(err: BaseException) -> bool:
