@@ -478,19 +478,23 @@ def temporaries(*folders: Path) -> list[str]:
     return sorted(str(p) for folder in folders for p in Path(folder).rglob("*") if ".tmp" in p.name)
 
 
-def survivors(session: int) -> int:
-    """How many processes of the session (its leader's pid) are alive: a loader worker outliving
-    its run would be one. Orphans are reparented but keep their session."""
-    alive = 0
+def processes() -> dict[int, tuple[str, int, int]]:
+    """Every process alive: pid -> (state, parent pid, session id), from /proc/PID/stat."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
-                continue
-            if int(fields[3]) == session and fields[0] != "Z":  # the session id; not a zombie
-                alive += 1
-    return alive
+                continue  # it has just ended
+            table[int(entry.name)] = (fields[0], int(fields[1]), int(fields[3]))
+    return table
+
+
+def survivors(session: int) -> int:
+    """How many processes of the session (its leader's pid) are alive: a loader worker outliving
+    its run would be one. Orphans are reparented but keep their session."""
+    return sum(1 for state, _, sid in processes().values() if sid == session and state != "Z")  # not a zombie
 
 
 def fresh_copy(template: Path, folder: Path) -> Path:

@@ -25,15 +25,10 @@ import torch
 from netdsl import cli
 from netdsl.devices import distributed
 from netdsl.runner import data
+from faultmatrix import free_port
 from test_data import make_folder, tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(net, folder, out, ranks, *flags, timeout=300) -> subprocess.CompletedProcess:
@@ -41,7 +36,7 @@ def torchrun(net, folder, out, ranks, *flags, timeout=300) -> subprocess.Complet
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            distributed.DEBUG_STATE_ENV: str(ranks)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}",
                "-m", "netdsl", "train", str(net), "--data", str(folder), "--out", str(out),
                "--workers", "0", *map(str, flags)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)

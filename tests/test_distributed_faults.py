@@ -23,7 +23,7 @@ import torch
 
 from netdsl.devices import distributed
 from test_data import make_folder, tiny_net
-from test_distributed import _free_port
+from faultmatrix import free_port
 from test_runner_kill import _env
 from test_runner_signals import assert_same_training
 
@@ -35,7 +35,7 @@ class Ranks:
     With `code`, each runs `python -c code train ...` instead of `python -m netdsl train ...`."""
 
     def __init__(self, net, data, out, *flags, debug_state=None, code=None):
-        port = _free_port()
+        port = free_port()
         self.processes, self.ended = [], {}
         for rank, folder in enumerate(data):
             env = {**_env(), "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
@@ -180,7 +180,7 @@ def test_under_torchrun_a_user_error_is_printed_once_and_every_worker_exits_2(tm
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}",
                *NETDSL[1:], "train", str(tiny_net(tmp_path)), "--data", str(folder),
                "--out", str(tmp_path / "run"), "--workers", "0", "--resume"]
     result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)

@@ -93,13 +93,8 @@ def test_two_nodes_train_as_two_processes_on_one_node_and_as_one_process(no_drop
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it: torchrun's agent starts its workers in sessions of their own."""
     children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
+    for child, (_, parent, _) in faultmatrix.processes().items():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         found.append(todo.pop())

@@ -21,13 +21,10 @@ import torch
 from PIL import Image
 
 from netdsl import cli
+from faultmatrix import env as _env
 from test_data import make_folder, tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env():
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 def _wait_for(predicate, process, timeout=60.0):

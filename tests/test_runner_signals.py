@@ -28,6 +28,7 @@ import torch
 from netdsl import cli
 from netdsl.runner import train
 from test_data import make_folder, tiny_net
+from faultmatrix import same_training
 from test_runner_kill import _env, _slow_folder, _wait_for
 
 EPOCHS = 3
@@ -48,29 +49,10 @@ def records(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def tensors(value, prefix=""):
-    """(path, tensor) for every tensor in a checkpoint's nested dicts and lists."""
-    if isinstance(value, torch.Tensor):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for key in sorted(value, key=str):
-            yield from tensors(value[key], f"{prefix}/{key}")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from tensors(item, f"{prefix}/{i}")
-
-
 def assert_same_training(run: Path, whole: Path) -> None:
-    """The weights and the optimizer's state equal to the bit, and every deterministic field of
-    every metrics record."""
-    a = torch.load(run / "checkpoint.pt", weights_only=True)
-    b = torch.load(whole / "checkpoint.pt", weights_only=True)
-    ours, theirs = dict(tensors(a["model"])), dict(tensors(b["model"]))
-    assert ours.keys() == theirs.keys()
-    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
-    ours, theirs = dict(tensors(a["optimizer"])), dict(tensors(b["optimizer"]))
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
-    assert a["schedule"] == b["schedule"]
+    """The weights, the optimizer's state and the schedule equal to the bit, and every
+    deterministic field of every metrics record."""
+    assert same_training(run, whole)
     assert ([{k: r[k] for k in DETERMINISTIC} for r in records(run)]
             == [{k: r[k] for k in DETERMINISTIC} for r in records(whole)])
 
