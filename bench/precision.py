@@ -52,7 +52,7 @@ class Mode:
         start = time.perf_counter()
         with precision.autocast(self.precision, [str(self.device)]):
             logits = self.forward(x)
-        loss = train_loss(logits, y, self.net.output.type)
+        loss = train_loss(self.net, logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss / len(y)).backward()
         self.scaler.step(self.optimizer)

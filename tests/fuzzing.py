@@ -39,7 +39,7 @@ import torch
 
 import netdsl
 from netdsl.language.check import NET_KEYS, TRAIN_KEYS
-from netdsl.language.layers import REGISTRY
+from netdsl.layers.registry import REGISTRY
 from netdsl.codegen.render import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,6 +18,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 @pytest.mark.parametrize("name, backend", [("alexnet", "torch"), ("mnist_scale_si", "torch"), ("euronet", "torch"),
+                                           ("resnet18", "torch"), ("googlenet", "torch"),  # batch norm and sums; auxiliary heads
                                            ("si_alexnet", "triton")])  # the triton one holds every kernel type
 def test_generated_source_matches_golden_file(name, backend):
     path = f"nets/{name}.net"

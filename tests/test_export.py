@@ -366,9 +366,11 @@ def test_without_onnx_it_says_how_to_install_it(tmp_path, capsys, monkeypatch, m
 
 
 def test_a_layer_without_an_exact_form_is_refused_and_nothing_written(tmp_path, capsys, monkeypatch, mnist_ckpt):
-    from netdsl.codegen import onnx_export
+    from netdsl.layers.base import LayerType
+    from netdsl.layers.registry import REGISTRY
 
-    monkeypatch.delitem(onnx_export.CONVERTERS, "siconv")   # as a new layer type without its converter
+    # as a new layer type without an ONNX form
+    monkeypatch.setattr(type(REGISTRY["siconv"]), "onnx", LayerType.onnx)
     assert export("nets/mnist_scale_si.net", mnist_ckpt, tmp_path / "x.onnx") == 2
     one_line_error(capsys, "nets/mnist_scale_si.net:", "cannot export `conv1` to ONNX exactly")
     assert not (tmp_path / "x.onnx").exists()

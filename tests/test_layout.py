@@ -14,10 +14,10 @@ import pytest
 from netdsl import cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "netdsl"
-WINGS = ("language", "codegen", "devices", "runner", "datasets", "scale_invariance", "inspect", "commands")
+WINGS = ("language", "layers", "codegen", "devices", "runner", "datasets", "scale_invariance", "inspect", "commands")
 TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "files", "argtypes"}
 # The runner, what it stands on and inspect/ know no experiment: only commands/ reaches scale_invariance/.
-EXPERIMENT_FREE = ("language", "codegen", "devices", "runner", "datasets", "inspect")
+EXPERIMENT_FREE = ("language", "layers", "codegen", "devices", "runner", "datasets", "inspect")
 
 
 def modules() -> list[tuple[str, Path]]:
@@ -159,3 +159,25 @@ def test_every_subprocess_the_tests_start_has_a_timeout():
             if (waits or runs) and not timed:
                 missing.append(f"{path.name}:{node.lineno}: {name}()")
     assert missing == []
+
+
+def test_no_module_outside_the_layer_types_tests_a_type_by_name():
+    """A layer type answers every question about itself (netdsl/layers/): no other module compares a
+    layer's type with a name, nor lists type names."""
+    from netdsl.layers.registry import REGISTRY
+
+    found = []
+    for name, path in modules():
+        if within(name, "netdsl.layers"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Compare) and any(isinstance(side, ast.Attribute) and side.attr == "type"
+                                                     for side in [node.left, *node.comparators]):
+                names = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)]
+                if any(value in REGISTRY for value in names):
+                    found.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                listed = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                if len(listed) >= 2 and sum(value in REGISTRY for value in listed) >= 2:
+                    found.append(f"{path.name}:{node.lineno}")
+    assert found == []

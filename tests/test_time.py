@@ -176,10 +176,10 @@ def test_each_layers_backward_alone_gives_the_whole_models_gradients(devices):
     model, layers = model_and_layers(net, devices)
     x, y = random_batch(net, 4)
     torch.manual_seed(seed)
-    WholeStep(model, x, y, net.output.type).loss().backward()
+    WholeStep(model, x, y, net).loss().backward()
     torch.manual_seed(seed)
     values = layers.outputs(x)
-    loss = train_loss(values[net.output.name], y, net.output.type) / len(y)
+    loss = train_loss(net, values[net.output.name], y) / len(y)
     names = [run.layer.name for run in layers.runs]
     flat = [t for name in names for t in _tensors(values[name])]
     upstream = iter(torch.autograd.grad(loss, flat, allow_unused=True))

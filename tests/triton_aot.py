@@ -51,7 +51,7 @@ from torch._library.custom_ops import CustomOpDef
 
 import netdsl
 from netdsl.language.ir import Net
-from netdsl.language.layers import REGISTRY
+from netdsl.layers.registry import REGISTRY
 from netdsl.codegen.load import load_source
 
 HOPPER = GPUTarget("cuda", 90, 32)  # H100 and H200: compute capability 9.0, 32-thread warps
@@ -118,7 +118,7 @@ def launches(net: Net, batch: int, dtype: torch.dtype = torch.float32) -> list[L
             return out
         return run
 
-    layers = {f"{template}_{layer.name}": layer.name for layer in net.layers for template in REGISTRY[layer.type].kernels}
+    layers = {f"{template}_{layer.name}": layer.name for layer in net.layers for template in REGISTRY[layer.type].kernels_of(layer)}
     bindings = {name: vars(module)[name] for name in layers}
     for op in vars(module).values():
         if isinstance(op, CustomOpDef):  # the operator's own code (_init_fn), where it launches the kernels

@@ -21,15 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..language.ir import Layer, Net, Shape
-from ..language.layers import chunk_bytes
+from ..layers.base import chunk_bytes
+from ..layers.registry import REGISTRY
 
 FORMATS = ("png", "svg")   # what render() writes; `dot` also writes the DOT source itself
 LOCAL, CROSS = "local", "cross"
 
-# Box colours by layer type: the layers with weights stand out from the ones without.
-_FILL = {"data": "#e0e0e0", "conv": "#c6dbef", "siconv": "#9ecae1", "fc": "#fdd0a2",
-         "lrn": "#fff7bc", "maxpool": "#c7e9c0", "avgpool": "#c7e9c0", "dropout": "#f2f2f2",
-         "neuron": "#f2f2f2", "softmax": "#dadaeb", "sigmoid": "#dadaeb"}
 _CROSS_COLOUR, _JOIN_COLOUR = "#d62728", "#1f77b4"
 
 
@@ -139,13 +136,13 @@ def to_dot(drawing: Drawing) -> str:
         edge_attr={"fontname": "Helvetica", "fontsize": "9", "arrowsize": "0.6", "color": "#555555"})
     for box in drawing.boxes:
         if box.group is None:
-            dot.node(box.id, box.label, fillcolor=_FILL.get(box.type, "white"))
+            dot.node(box.id, box.label, fillcolor=REGISTRY[box.type].colour)
     for group in range(drawing.groups if any(box.group is not None for box in drawing.boxes) else 0):
         with dot.subgraph(name=f"cluster_group{group}") as column:
             column.attr(label=f"group {group}", style="dashed", color="#999999", fontsize="12")
             for box in drawing.boxes:
                 if box.group == group:
-                    column.node(box.id, box.label, fillcolor=_FILL.get(box.type, "white"))
+                    column.node(box.id, box.label, fillcolor=REGISTRY[box.type].colour)
     _align_rows(dot, drawing)
     for arrow in drawing.arrows:
         dot.edge(arrow.tail, arrow.head, **_arrow_style(arrow))

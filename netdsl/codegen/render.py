@@ -2,10 +2,10 @@
 
     source = render(net, backend="torch")     # str: a self-contained module defining build()
 
-Each layer type's template (codegen_templates/layers/<type>.py.j2) provides the macros
+Each layer type's template (netdsl/layers/<type>.py.j2, loaded as `layers/<type>.py.j2`) provides the macros
 `init` (its line in __init__), `forward` (the expression computing it) and `weights` (its
 initialisation in build()). Module-level helpers a type needs (the torch LRN, the Triton
-kernels) are templates named by the layer type in layers.py, rendered once per network; a
+kernels) are templates in codegen_templates/ named by the layer type, rendered once per network; a
 helper template may also define a macro `bind(layer, net)`, the layer's module-level line
 binding its constants to the helper (`lrn_rnorm1 = functools.partial(...)`), placed after
 all the helpers in the network's order.
@@ -15,33 +15,30 @@ from __future__ import annotations
 import ast
 from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
 import jinja2
 
 from ..errors import NetError
 from ..language.ir import Layer, Net
-from ..language.layers import REGISTRY
+from ..layers.base import python_number
+from ..layers.neuron import torch_code as neuron_code
+from ..layers.registry import REGISTRY
+from ..layers.weights import init_code
 from ..language.parse import parse_text
 from .resources import resource_dir
 
 BACKENDS = ("torch", "triton")
 
 
-def number(x) -> str:
-    """A checked int or float as Python source."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"not a number: {x!r}")
-    return repr(x) if isinstance(x, int) else repr(float(x))
+number = python_number
+LAYER_TEMPLATES = Path(__file__).resolve().parent.parent / "layers"
 
 
 def flat_layers(net: Net) -> dict[str, bool]:
     """Which layers the generated code holds as N x C rather than N x C x H x W (fc and after)."""
-    flat: dict[str, bool] = {}
-    for layer in net.layers:
-        kind = REGISTRY[layer.type].flat_output
-        flat[layer.name] = kind if kind is not None else all(flat[n] for n in layer.inputs)
-    return flat
+    return {layer.name: layer.flat for layer in net.layers}
 
 
 def shape_comment(layer: Layer, flat: bool) -> str:
@@ -52,10 +49,13 @@ def shape_comment(layer: Layer, flat: bool) -> str:
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("codegen_templates"))),
+        loader=jinja2.ChoiceLoader([
+            jinja2.PrefixLoader({"layers": jinja2.FileSystemLoader(str(LAYER_TEMPLATES))}),
+            jinja2.FileSystemLoader(str(resource_dir("codegen_templates")))]),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False)
     env.filters["num"] = number
+    env.globals.update(neuron_code=neuron_code, init_code=init_code)
     return env
 
 
@@ -64,7 +64,8 @@ def layer_macros(layer_type: str):
 
 
 def input_expr(net: Net, layer: Layer, flat: dict[str, bool]) -> str:
-    """The expression a layer reads, in the form it wants; several inputs concatenated per group."""
+    """The expression a layer reads, in the form it wants; several inputs combined as its type says
+    (concatenated per group unless it says otherwise)."""
     form = REGISTRY[layer.type].input_form(layer)
     if form == "any":
         form = "flat" if flat[layer.name] else "maps"
@@ -77,9 +78,7 @@ def input_expr(net: Net, layer: Layer, flat: dict[str, bool]) -> str:
         names.append(name)
     if len(names) == 1:
         return names[0]
-    if net.groups == 1 or not layer.split:
-        return f"torch.cat([{', '.join(names)}], 1)"
-    return f"group_cat([{', '.join(names)}], groups={net.groups})"
+    return REGISTRY[layer.type].combine_code(layer, net, names)
 
 
 class LayerCode(NamedTuple):
@@ -102,15 +101,25 @@ def layer_code(net: Net, backend: str, x: str | None = None) -> list[LayerCode]:
 
 
 def _forward_lines(net: Net, backend: str) -> list[tuple[str, str]]:
-    """(code, shape comment) for each line of forward()."""
+    """(code, shape comment) for each line of forward(). With auxiliary heads, the layers only they
+    need come after the main output, which eval mode returns alone; training returns the main
+    logits and then each head's, in the network's order."""
     flat = flat_layers(net)
-    lines = []
+    extra = net.training_only
+    outputs = (net.output, *net.aux_outputs)
+    main, aux, returned = [], [], {}
     for layer, _, expression in layer_code(net, backend):
-        if layer is net.output:
-            lines.append((f"return {expression}", f"N x {net.classes} logits"))
+        if layer in outputs:   # an output's code is its logits: returned, not named
+            returned[layer.name] = expression
         else:
-            lines.append((f"{layer.name} = {expression}", shape_comment(layer, flat[layer.name])))
-    return lines
+            (aux if layer.name in extra else main).append((f"{layer.name} = {expression}",
+                                                           shape_comment(layer, flat[layer.name])))
+    logits = returned[net.output.name]
+    if not net.aux_outputs:
+        return [*main, (f"return {logits}", f"N x {net.classes} logits")]
+    heads = ", ".join(returned[head.name] for head in net.aux_outputs)
+    return [*main, ("if not self.training:", ""), (f"    return {logits}", f"N x {net.classes} logits"),
+            *aux, (f"return {logits}, {heads}", "the main logits, then each auxiliary head's")]
 
 
 def _helpers(net: Net, backend: str) -> tuple[list[str], list[str]]:
@@ -120,8 +129,6 @@ def _helpers(net: Net, backend: str) -> tuple[list[str], list[str]]:
     for layer in net.layers:
         for name in REGISTRY[layer.type].helpers(layer, net, backend):
             names.setdefault(name, []).append(layer)
-    if any(len(layer.inputs) > 1 for layer in net.layers) and net.groups > 1:
-        names.setdefault("torch/group_cat.py.j2", [])
     modules = {name: environment().get_template(name).make_module(dict(net=net, layers=layers, backend=backend))
                for name, layers in names.items()}
     bindings = [str(modules[name].bind(layer, net)).strip() for layer in net.layers
@@ -177,7 +184,7 @@ def render(net: Net, backend: str = "torch") -> str:
                     for line in str(layer_macros(layer.type).init(layer, net)).strip().splitlines()],
         weight_lines=[line for layer in net.layers
                       for line in str(layer_macros(layer.type).weights(layer, net)).strip().splitlines()],
-        forward=[f"{code:<{width}}  # {comment}" for code, comment in forward],
+        forward=[f"{code:<{width}}  # {comment}" if comment else code for code, comment in forward],
         data_comment=f"N x {net.input_shape.c} x {net.input_shape.h} x {net.input_shape.w}",
     )
     _check_names(net, source)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=positive_float, metavar="X", help="override [train] lr")
     parser.add_argument("--schedule", type=schedule_flag, metavar="S",
                         help="override [train] schedule, written as in the file: "
-                             "`multistep(42, 54)`, `step(0.9)`, `plateau`, `none`")
+                             "`multistep(42, 54)`, `step(0.9)`, `cosine`, `plateau`, `none`")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     parser.add_argument("--seed", type=count, metavar="N",
                         help="seeds the initial weights, data order, augmentation and dropout "

@@ -6,21 +6,21 @@
     model.state_dict()                       # the fused module's keys and shapes, on the CPU
 
 compile_net calls place(): one device moves the fused module there; one device per group
-builds a SplitNet. Group g holds the g-th slice of each weighted layer's filters or outputs
-(an nn.Conv2d or nn.Linear of its own on devices[g]) and the g-th channel chunk of every
+builds a SplitNet. Group g holds the g-th slice of each layer module's filters, outputs or
+channels (a module of its own on devices[g], which the layer's type makes: LayerType.shard) and
+the g-th channel chunk of every
 activation. `data` goes to every device once; a layer reading several inputs concatenates
 them inside each group, as group_cat does in the fused module; a `connect = all` conv,
 siconv or fc reading a split input copies the other groups' chunks to its device; nothing
 else leaves its device. The logits are gathered on devices[0].
 
-How the split forward runs: an interpreter over the IR, not a second generated file. For
-each layer and group it evaluates the layer's own template code (the `forward` macro of
-codegen_templates/layers/<type>.py.j2, rendered for one group) in the generated module's
-namespace, with `self.<layer>` bound to that group's slice. So the split path runs exactly
-the ops of the fused path and of the chosen backend (local_response_norm, si_conv2d, or the
-Triton lrn_<name>, maxpool_<name>, si_warp_max_<name>), a new layer type needs nothing here
-unless its weights are neither an nn.Conv2d nor an nn.Linear, and what this file adds is only
-where each chunk lives and when it moves. (A generated split module would be readable, but
+How the split forward runs: netdsl/codegen/interpret.py's interpreter, not a second generated
+file. For each layer and group it evaluates the layer's own template code (the `forward` macro
+of netdsl/layers/<type>.py.j2, rendered for one group) in the generated module's namespace, with
+`self.<layer>` bound to that group's slice. So the split path runs exactly the ops of the fused
+path and of the chosen backend (local_response_norm, si_conv2d, or the Triton lrn_<name>,
+maxpool_<name>, si_warp_max_<name>), a new layer type needs nothing here, and what this file
+adds is only where each chunk lives and when it moves. (A generated split module would be readable, but
 it would repeat every layer line G times and need its own renderer for the same result.)
 
 Copies between groups: `model.transfers` lists, for the last forward, one Transfer per chunk
@@ -31,8 +31,8 @@ gathers the other groups' logits onto group 0 (G - 1 transfers). A copy counts w
 crosses groups even if the two groups share a device, so devices=["cpu", "cpu"] counts
 what two GPUs would send.
 
-State and optimizer: model.state_dict() gathers the slices (dim 0 of every weight and
-bias) into the fused layout on the CPU, and load_state_dict() scatters a fused state dict
+State and optimizer: model.state_dict() gathers the slices (dim 0 of every parameter and
+buffer; a 0-dimensional buffer, batch norm's count, from group 0) into the fused layout on the CPU, and load_state_dict() scatters a fused state dict
 back, so one checkpoint serves every placement. torch.optim sees the per-group slices as
 parameters, so its state_dict() depends on the placement; a runner saves
 `optimizer_state(model, optimizer)` (per-parameter state keyed by fused names, fused layout,
@@ -43,17 +43,15 @@ DistributedDataParallel wrapper, so the names carry no `module.` prefix.
 from __future__ import annotations
 
 import dataclasses
-from types import CodeType
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
 
+from ..codegen.interpret import Interpreter, Step, layer_steps
 from ..errors import NetError
 from ..language.ir import Layer, Net
-from ..language.layers import REGISTRY
-from ..codegen.render import layer_code
+from ..layers.registry import REGISTRY
 
 
 class Transfer(NamedTuple):
@@ -84,46 +82,32 @@ def _device(name) -> torch.device:
 
 
 class Shards(nn.Module):
-    """One weighted layer split over the groups: parts[g] holds rows g*R..(g+1)*R-1 on devices[g].
+    """One layer's module split over the groups: parts[g] holds rows g*R..(g+1)*R-1 on devices[g].
 
-    Its state dict entries are those of the fused layer (`weight`, `bias`), the parts
-    concatenated along dim 0 on the CPU; loading chunks them back onto each part's device.
+    Its state dict entries are those of the fused layer (`weight`, `bias`, batch norm's running
+    statistics), the parts concatenated along dim 0 on the CPU; loading chunks them back onto
+    each part's device.
     """
 
-    def __init__(self, fused: nn.Module, devices: list[torch.device]):
+    def __init__(self, fused: nn.Module, devices: list[torch.device], layer: Layer):
         super().__init__()
-        self.parts = nn.ModuleList(_slice(fused, g, len(devices), device) for g, device in enumerate(devices))
+        kind = REGISTRY[layer.type]
+        self.parts = nn.ModuleList(kind.shard(fused, g, len(devices), device) for g, device in enumerate(devices))
         self.register_state_dict_post_hook(_gather_state)
         self.register_load_state_dict_pre_hook(_scatter_state)
         self.register_load_state_dict_post_hook(_fused_key_names)
 
     def kinds(self) -> list[str]:
-        return [name for name, _ in self.parts[0].named_parameters()]
-
-
-def _slice(fused: nn.Module, g: int, groups: int, device: torch.device) -> nn.Module:
-    """Group g's part of a fused nn.Conv2d (grouped or not) or nn.Linear: its output rows."""
-    rows = fused.weight.shape[0] // groups
-    if isinstance(fused, nn.Conv2d):
-        part = skip_init(nn.Conv2d, fused.in_channels // fused.groups, rows, fused.kernel_size,
-                         stride=fused.stride, padding=fused.padding, dilation=fused.dilation,
-                         bias=fused.bias is not None, device=device)
-    elif isinstance(fused, nn.Linear):
-        part = skip_init(nn.Linear, fused.in_features, rows, bias=fused.bias is not None, device=device)
-    else:
-        raise NetError(f"cannot split a {type(fused).__name__} over groups: placement knows "
-                       "nn.Conv2d and nn.Linear")
-    with torch.no_grad():
-        for name, param in part.named_parameters():
-            param.copy_(getattr(fused, name)[g * rows:(g + 1) * rows])
-    return part
+        """The names of its parameters and buffers."""
+        return [name for name, _ in [*self.parts[0].named_parameters(), *self.parts[0].named_buffers()]]
 
 
 def _gather_state(shards: Shards, state: dict, prefix: str, local_metadata) -> None:
     """State-dict post-hook: the parts' entries replaced by the fused layer's, on the CPU."""
     for kind in shards.kinds():
         pieces = [state.pop(f"{prefix}parts.{g}.{kind}") for g in range(len(shards.parts))]
-        state[prefix + kind] = torch.cat([p.detach().cpu() for p in pieces])
+        whole = torch.cat([p.detach().cpu() for p in pieces]) if pieces[0].dim() else pieces[0].detach().cpu()
+        state[prefix + kind] = whole
     metadata = getattr(state, "_metadata", {})
     for name in [prefix + "parts"] + [f"{prefix}parts.{g}" for g in range(len(shards.parts))]:
         metadata.pop(name, None)  # so the saved dict matches the fused module's exactly
@@ -137,6 +121,10 @@ def _scatter_state(shards: Shards, state: dict, prefix: str, local_metadata, str
         if prefix + kind not in state:
             continue  # the parts report it missing; _fused_key_names renames it
         value = state.pop(prefix + kind)
+        if value.dim() == 0:   # a count, the same in every group
+            for g in range(groups):
+                state[f"{prefix}parts.{g}.{kind}"] = value
+            continue
         shapes = [getattr(part, kind).shape for part in shards.parts]
         fused = torch.Size([sum(s[0] for s in shapes), *shapes[0][1:]])
         if value.shape != fused:
@@ -169,35 +157,32 @@ class GroupView:
         self.__dict__.update(parts)
 
 
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """One layer of the split forward: how each group forms its input, and the layer's code."""
-    layer: Layer
-    gather: bool          # a connect=all edge: each group reads every group's chunk
-    inputs: CodeType      # the layer's input for one group, from its inputs' chunks
-    code: CodeType        # the layer's template code for one group, reading `x`
-
-
 class SplitNet(nn.Module):
     """A network with group g on devices[g]; see the module docstring."""
 
     def __init__(self, net: Net, fused: nn.Module, module, devices: list[torch.device], backend: str):
         super().__init__()
         self.net, self.devices = net, devices
-        self.namespace = vars(module)   # the generated module's helpers, kernels and imports
+        self.interpreter = Interpreter(vars(module))   # the generated module's helpers, kernels and imports
         for layer in net.layers:
-            if REGISTRY[layer.type].weighted:
-                self.add_module(layer.name, Shards(getattr(fused, layer.name), devices))
-        self.steps = _steps(net, backend)
+            if REGISTRY[layer.type].holds_module:
+                self.add_module(layer.name, Shards(getattr(fused, layer.name), devices, layer))
+        # the templates rendered for a single group's share
+        self.steps = layer_steps(dataclasses.replace(net, groups=1), backend)
         self.transfers: list[Transfer] = []
 
     def forward(self, data):
         self.transfers = []
         chunks = {self.net.data.name: self.scatter(data)}
         views = self.group_views()
+        extra = () if self.training else self.net.training_only
         for step in self.steps:
-            chunks[step.layer.name] = self.run_step(step, chunks, views)
-        return self.logits(chunks[self.net.output.name])
+            if step.layer.name not in extra:
+                chunks[step.layer.name] = self.run_step(step, chunks, views)
+        main = self.logits(chunks[self.net.output.name], self.net.output)
+        if self.training and self.net.aux_outputs:   # as the generated forward returns them
+            return (main, *(self.logits(chunks[head.name], head) for head in self.net.aux_outputs))
+        return main
 
     # The forward's parts, public so that `netdsl time` (netdsl/runner/timing.py) can run and time
     # the split network one layer at a time with exactly the forward's code.
@@ -213,15 +198,15 @@ class SplitNet(nn.Module):
     def run_step(self, step: Step, chunks: dict[str, list[torch.Tensor]],
                  views: list[GroupView]) -> list[torch.Tensor]:
         """One layer's output chunks, one a group, from its inputs' chunks (`chunks[name][g]`)."""
-        inputs = [eval(step.inputs, self.namespace, {name: chunks[name][g] for name in step.layer.inputs})
-                  for g in range(len(self.devices))]
-        if step.gather:
-            inputs = [self._gather(step.layer.name, inputs, g) for g in range(len(self.devices))]
-        return [eval(step.code, self.namespace, {"self": view, "x": x}) for view, x in zip(views, inputs)]
+        groups = range(len(self.devices))
+        inputs = [self.interpreter.read(step, {name: chunks[name][g] for name in step.layer.inputs}) for g in groups]
+        if _reads_every_group(self.net, step.layer):
+            inputs = [self._gather(step.layer.name, inputs, g) for g in groups]
+        return [self.interpreter.compute(step, x, view) for view, x in zip(views, inputs)]
 
-    def logits(self, output_chunks: list[torch.Tensor]) -> torch.Tensor:
-        """The output layer's chunks as the logits, on devices[0]."""
-        output = self.net.output
+    def logits(self, output_chunks: list[torch.Tensor], output: Layer | None = None) -> torch.Tensor:
+        """An output layer's chunks (the main output's unless named) as its logits, on devices[0]."""
+        output = output or self.net.output
         return self._gather(output.name, output_chunks, 0) if output.split else output_chunks[0]
 
     def _gather(self, layer: str, chunks: list[torch.Tensor], target: int) -> torch.Tensor:
@@ -233,21 +218,9 @@ class SplitNet(nn.Module):
         return torch.cat([chunk.to(device) for chunk in chunks], 1)
 
 
-def _steps(net: Net, backend: str) -> list[Step]:
-    """Each layer after data, its input expression and template code rendered for one group."""
-    one_group = dataclasses.replace(net, groups=1)  # what the templates see: a single group's share
-    steps = []
-    for layer, inputs, code in layer_code(one_group, backend, x="x"):
-        where = f"<{net.name}: {layer.name}, one group>"
-        steps.append(Step(layer, _reads_every_group(net, layer),
-                          compile(inputs, where, "eval"), compile(code, where, "eval")))
-    return steps
-
-
 def _reads_every_group(net: Net, layer: Layer) -> bool:
     """A connect = all edge: a weighted layer reading an input split over several groups."""
-    return (REGISTRY[layer.type].weighted and layer.options["connect"] == "all" and net.groups > 1
-            and net.layer(layer.inputs[0]).split)
+    return REGISTRY[layer.type].reads_every_group(layer.options, net.groups, net.layer(layer.inputs[0]).split)
 
 
 def _fused_names(model: nn.Module) -> dict[nn.Parameter, tuple[str, int, int]]:
@@ -307,7 +280,7 @@ def _gathered(name: str, parts: list[tuple[int, nn.Parameter, dict]]) -> dict:
         if torch.is_tensor(value) and value.shape == param.shape:
             state[key] = torch.cat([part_state[key].detach().cpu() for _, _, part_state in parts])
         elif not torch.is_tensor(value) or value.dim() == 0 or len(parts) == 1:
-            state[key] = value.detach().cpu() if torch.is_tensor(value) else value
+            state[key] = value.detach().cpu().clone() if torch.is_tensor(value) else value
         else:
             raise ValueError(f"cannot gather optimizer state `{key}` of {name}: its shape "
                              f"{tuple(value.shape)} is not the parameter's {tuple(param.shape)}")
@@ -354,4 +327,4 @@ def _scattered(value, param: nn.Parameter, g: int, groups: int):
     """Group g's share of a fused state value; a copy, so the groups never share storage."""
     if torch.is_tensor(value) and value.shape == (groups * param.shape[0], *param.shape[1:]):
         return value.chunk(groups)[g].clone()
-    return value
+    return value.clone() if torch.is_tensor(value) else value   # Adam's `step`: one count a slice

@@ -32,8 +32,8 @@ from PIL import Image
 
 from .. import files
 from ..errors import NetError, did_you_mean
+from ..layers.registry import REGISTRY
 
-KERNEL_TYPES = ("conv", "siconv")
 CELL_GAP = 2
 BLOCK_GAP = 12
 MARGIN = 4
@@ -43,8 +43,8 @@ CELL_PIXELS = 44       # the default zoom makes a cell at least this wide: 11x11
 
 
 def kernel_layer(net, name: str | None):
-    """The layer whose kernels are drawn: `name`, or the first conv or siconv layer."""
-    with_kernels = [layer.name for layer in net.layers if layer.type in KERNEL_TYPES]
+    """The layer whose kernels are drawn: `name`, or the first layer with kernels (conv, siconv)."""
+    with_kernels = [layer.name for layer in net.layers if REGISTRY[layer.type].has_kernels]
     listed = f"layers with kernels: {', '.join(with_kernels)}" if with_kernels else "it has no conv layer"
     if name is None:
         if not with_kernels:
@@ -54,7 +54,7 @@ def kernel_layer(net, name: str | None):
     if name not in names:
         raise NetError(f"no layer `{name}` in {net.name}{did_you_mean(name, names)}; {listed}", net.path)
     layer = net.layer(name)
-    if layer.type not in KERNEL_TYPES:
+    if not REGISTRY[layer.type].has_kernels:
         raise NetError(f"`{name}` is a {layer.type} layer, which has no kernels to draw"
                        f"{did_you_mean(name, with_kernels)}; {listed}", net.path)
     return layer

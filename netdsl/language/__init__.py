@@ -2,7 +2,6 @@
 
     parse.py     text to sections, with positions (the grammar is grammars/netdsl.lark)
     values.py    the values a key takes: numbers, names, lists, shapes, calls, checked
-    layers.py    the registry of layer types: what each accepts, its shape, parameters, FLOPs
     ir.py        the immutable IR: Net, Layer, Shape, TrainConfig
     check.py     sections to the IR, every shape inferred, every fault pointed at
     netdiff.py   what differs between two networks, and between their recipes

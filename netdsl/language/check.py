@@ -2,7 +2,7 @@
 
     net = check(parse_text(text, path))     # Net; raises NetError(path, line, col)
 
-What a layer type accepts lives in layers.py; this file applies the language's rules:
+What a layer type accepts lives in its module of netdsl/layers/; this file applies the language's rules:
 sections and keys, inputs defined above their reader, one `data` first and one output last,
 and names that the generated Python can use.
 """
@@ -15,8 +15,9 @@ from typing import Any
 
 from . import values as v
 from ..errors import NetError, did_you_mean
-from .ir import OUTPUT_TYPES, Layer, Net, Shape, TrainConfig, frozen
-from .layers import REGISTRY, WEIGHT_KEYS, ShapeError, within_limit
+from ..layers.base import ShapeError, within_limit
+from ..layers.registry import REGISTRY
+from .ir import Layer, Net, Shape, TrainConfig, frozen
 from .parse import Document, Entry, Section
 
 NET_KEYS = {
@@ -24,28 +25,31 @@ NET_KEYS = {
     "groups": v.Key(v.integer(1, 64), 1, "GPU groups the network is spread over"),
 }
 
+OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
+ADAM_KEYS = ("betas", "eps")  # keys of adam and adamw alone, as `momentum` is of sgd and nesterov
+
 TRAIN_KEYS = {
     "batch": v.Key(v.integer(1), 128, "images per step, over all processes"),
     "epochs": v.Key(v.integer(1), 90),
-    "optimizer": v.Key(v.choice("sgd", "nesterov"), "sgd"),
+    "optimizer": v.Key(v.choice(*OPTIMIZERS), "sgd"),
     "lr": v.Key(v.number(0, above=True), 0.01),
-    "momentum": v.Key(v.number(0, 1, below=True), 0.9),
+    "momentum": v.Key(v.number(0, 1, below=True), 0.9, "SGD's momentum (sgd, nesterov)"),
     "weight_decay": v.Key(v.number(0), 0.0005),
+    "betas": v.Key(v.betas, (0.9, 0.999), "Adam's b1, b2 (adam, adamw)"),
+    "eps": v.Key(v.number(0, above=True), 1e-8, "Adam's epsilon (adam, adamw)"),
+    "label_smoothing": v.Key(v.number(0, 1, below=True), 0.0, "the softmax cross-entropy's label smoothing"),
     "schedule": v.Key(v.schedule, ("plateau", 0.1, ())),
     "gamma": v.Key(v.number(0, 1, above=True), 0.1, "the factor of `multistep`"),
     "patience": v.Key(v.integer(1), 2),
+    "warmup": v.Key(v.integer(0), 0, "epochs of linear warm-up before the schedule"),
     "resize": v.Key(v.integer(1), None, "shorter side images are scaled to"),
     "flip": v.Key(v.yes_no, True),
     "lighting": v.Key(v.number(0), 0.1),
-    "mean": v.Key(v.choice("image", "channel", "none"), "image"),
+    "mean": v.Key(v.mean, "image"),
     "scale": v.Key(v.number(0, above=True), 1.0, "multiplies pixel values after the mean is subtracted"),
     "test": v.Key(v.choice("center", "tencrop"), "center"),
     "precision": v.Key(v.choice("fp32", "bf16", "fp16"), "fp32", "the forward under autocast; weights stay fp32"),
 }
-
-# Keys that only layers with weights take (`neuron`, which the neuron layer takes too, is not one).
-WEIGHTED_ONLY_KEYS = frozenset(WEIGHT_KEYS).difference(
-    *(kind.keys for kind in REGISTRY.values() if not kind.weighted))
 
 # Layer names become attributes of an nn.Module and locals of its forward(): these would clash.
 MODULE_ATTRIBUTES = frozenset("""
@@ -115,9 +119,9 @@ def _read_entries(section: Section, keys: dict[str, v.Key], skip=()) -> tuple[di
 def _unknown_key(section: Section, key: str, known: list[str]) -> str:
     if section.name in ("net", "train"):
         return f"unknown key `{key}` for `{section.name}`{did_you_mean(key, known)}"
-    if key in WEIGHTED_ONLY_KEYS:
-        weighted = ", ".join(name for name, kind in REGISTRY.items() if kind.weighted)
-        return f"`{key}` is a key of layers with weights ({weighted}); a `{_entry(section, 'type').value}` layer has none"
+    takers = [name for name, kind in REGISTRY.items() if key in kind.keys]
+    if takers:
+        return f"`{key}` is a key of {', '.join(takers)} layers; a `{_entry(section, 'type').value}` layer has none"
     return f"unknown key `{key}` for this layer type{did_you_mean(key, known)}"
 
 
@@ -157,19 +161,6 @@ def _inputs(section: Section, layers: dict[str, Layer], every: dict[str, Section
     return names
 
 
-def _concat(section: Section, reads: list[Layer], groups: int) -> tuple[Shape, bool]:
-    first = reads[0].out_shape
-    for layer in reads[1:]:
-        if (layer.out_shape.h, layer.out_shape.w) != (first.h, first.w):
-            raise ShapeError(f"inputs `{reads[0].name}` ({first}) and `{layer.name}` ({layer.out_shape}) "
-                             "differ in height or width, so they cannot be concatenated", "input")
-    splits = {layer.split for layer in reads}
-    if len(splits) > 1 and groups > 1:
-        raise ShapeError("cannot concatenate the data layer, whole in every group, with layers "
-                         "split over the groups", "input")
-    return Shape(sum(layer.out_shape.c for layer in reads), first.h, first.w), reads[0].split
-
-
 def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Layer],
                  every: dict[str, Section], groups: int) -> Layer:
     if (reason := check_name(section.name)) is not None:
@@ -177,7 +168,7 @@ def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Lay
     type_name = _layer_type(section)
     kind = REGISTRY[type_name]
     options, where = _read_entries(section, kind.keys, skip=("type", "input"))
-    if type_name == "data":
+    if kind.role == "input":
         if _entry(section, "input") is not None:
             entry = _entry(section, "input")
             raise NetError("the data layer reads no input", None, entry.line, entry.col)
@@ -187,9 +178,10 @@ def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Lay
         if not inputs:
             raise NetError(f"[{section.name}] has nothing to read: the first layer must be `type = data`",
                            None, section.line, section.col)
+        _refuse_reading_outputs(section, [layers[n] for n in inputs])
     try:
-        if type_name != "data":
-            in_shape, split = _concat(section, [layers[n] for n in inputs], groups)
+        if inputs:
+            in_shape, split = kind.combine(options, [(n, layers[n].out_shape, layers[n].split) for n in inputs], groups)
             if split and in_shape.c % groups:
                 raise ShapeError(f"{in_shape.c} channels do not split over {groups} groups")
         out = kind.output(options, in_shape, groups, split)
@@ -205,27 +197,64 @@ def _build_layer(section: Section, previous: Layer | None, layers: dict[str, Lay
     if split and groups > 1 and out.c % groups:
         raise NetError(f"[{section.name}] outputs {out.c} channels, which do not split over {groups} groups",
                        None, section.line, section.col)
+    flat = kind.flat_output if kind.flat_output is not None else all(layers[n].flat for n in inputs)
     return Layer(section.name, type_name, inputs, frozen(options), in_shape, out, split,
-                 params, flops, cross, section.line, section.col, frozen(derived))
+                 params, flops, cross, section.line, section.col, frozen(derived), flat)
 
 
-def _train_config(section: Section | None, input_shape: Shape) -> TrainConfig:
+def _refuse_reading_outputs(section: Section, reads: list[Layer]) -> None:
+    """An output (the main one or an auxiliary head) is read by the loss alone."""
+    for layer in reads:
+        if REGISTRY[layer.type].role == "output":
+            entry = _entry(section, "input")
+            how = "" if entry else " (the layer above it)"
+            raise NetError(f"[{section.name}] reads `{layer.name}`{how}, a {layer.type} output: only the loss "
+                           "reads an output (one before the last layer is an auxiliary head; give the layer "
+                           "after it `input = ...`)", None, (entry or section).line, (entry or section).col)
+
+
+def _train_config(section: Section | None, input_shape: Shape, output_type: str = "softmax") -> TrainConfig:
     options, where = _read_entries(section, TRAIN_KEYS) if section else ({k: s.default for k, s in TRAIN_KEYS.items()}, {})
     options.update(_schedule(options, where))
+    _optimizer_keys(options, where)
     if options["resize"] is None:
         options["resize"] = round(input_shape.h * 256 / 224)
     elif options["resize"] < max(input_shape.h, input_shape.w):
         entry = _entry(section, "resize")
         raise NetError(f"`resize` {options['resize']} is smaller than the {input_shape.h}x{input_shape.w} "
                        "crop the network takes", None, entry.value.line, entry.value.col)
+    if isinstance(options["mean"], tuple) and len(options["mean"]) != input_shape.c:
+        value = where["mean"].value
+        raise NetError(f"`mean` gives {len(options['mean'])} value{'s' * (len(options['mean']) != 1)} but the data "
+                       f"layer has {input_shape.c} channel{'s' * (input_shape.c != 1)}: one a channel, in its order",
+                       None, value.line, value.col)
+    if options["label_smoothing"] and output_type != "softmax":
+        entry = where["label_smoothing"]
+        raise NetError(f"`label_smoothing` smooths a softmax's cross-entropy; a `{output_type}` output trains "
+                       "with binary cross-entropy, which has none", None, entry.line, entry.col)
     return TrainConfig(**options)
+
+
+def _optimizer_keys(options: dict[str, Any], where: dict[str, Entry]) -> None:
+    """`momentum` belongs to sgd and nesterov, `betas` and `eps` to adam and adamw: a key the
+    optimizer does not use would change nothing, which is refused rather than ignored."""
+    kind = options["optimizer"]
+    adam = kind in ("adam", "adamw")
+    for key in (("momentum",) if adam else ADAM_KEYS):
+        if key in where:
+            users = "sgd and nesterov" if key == "momentum" else "adam and adamw"
+            hint = "; Adam's own are `betas`" if key == "momentum" else ""
+            raise NetError(f"`{key}` is a setting of {users}; optimizer `{kind}` does not use it{hint}",
+                           None, where[key].line, where[key].col)
 
 
 def _schedule(options: dict[str, Any], where: dict[str, Entry]) -> dict[str, Any]:
     """The TrainConfig fields of the schedule: its kind, milestones and the factor of each cut.
 
-    `gamma` is multistep's factor alone: plateau divides by 10 and step(g) carries its own, so
-    a `gamma` beside them would change nothing, which is refused rather than ignored."""
+    `gamma` is multistep's factor alone: plateau divides by 10, step(g) carries its own and
+    cosine has none, so a `gamma` beside them would change nothing, which is refused rather
+    than ignored. `warmup` comes before the schedule: it must leave it an epoch, and a
+    multistep cut inside it would be lost, so milestones come after it."""
     kind, own_factor, milestones = options.pop("schedule")
     if "gamma" in where and kind != "multistep":
         entry, written = where["gamma"], where["schedule"].value if "schedule" in where else kind
@@ -235,6 +264,15 @@ def _schedule(options: dict[str, Any], where: dict[str, Entry]) -> dict[str, Any
         late = next(arg for arg in where["schedule"].value.data[1] if arg.data > options["epochs"])
         raise NetError(f"milestone {late.data} comes after the last epoch ({options['epochs']}): "
                        "lr would never be cut there", None, late.line, late.col)
+    warmup = options["warmup"]
+    if warmup >= options["epochs"]:
+        value = where["warmup"].value
+        raise NetError(f"a warm-up of {warmup} epoch{'s' * (warmup != 1)} leaves none of the {options['epochs']} "
+                       "to train at the full lr: `warmup` must be less than `epochs`", None, value.line, value.col)
+    if milestones and milestones[0] <= warmup:
+        early = next(arg for arg in where["schedule"].value.data[1] if arg.data <= warmup)
+        raise NetError(f"milestone {early.data} falls in the warm-up (epochs 1 to {warmup}): the "
+                       "schedule's cuts come after it", None, early.line, early.col)
     gamma = options["gamma"] if own_factor is None else own_factor
     return {"schedule": kind, "milestones": milestones, "gamma": gamma}
 
@@ -258,20 +296,19 @@ def _check(doc: Document) -> Net:
     previous = None
     for index, section in enumerate(every.values()):
         layer = _build_layer(section, previous, layers, every, groups)
-        if (layer.type == "data") != (index == 0):
+        role = REGISTRY[layer.type].role
+        if (role == "input") != (index == 0):
             message = ("the first layer must be `type = data`" if index == 0
                        else "only the first layer can be `type = data`")
             raise NetError(message, None, section.line, section.col)
-        is_last = index == len(every) - 1
-        if (layer.type in OUTPUT_TYPES) != is_last:
-            message = ("the last layer must be the output: `type = softmax` or `type = sigmoid`" if is_last
-                       else f"a `{layer.type}` output must be the last layer")
-            raise NetError(message, None, section.line, section.col)
+        if index == len(every) - 1 and role != "output":
+            raise NetError("the last layer must be the output: `type = softmax` or `type = sigmoid`",
+                           None, section.line, section.col)
         layers[layer.name] = layer
         previous = layer
     name = net_options["name"] or _default_name(doc.path)
     data = next(iter(layers.values()))
-    train = _train_config(specials.get("train"), data.out_shape)
+    train = _train_config(specials.get("train"), data.out_shape, previous.type)
     net = Net(name, doc.path, doc.text, groups, tuple(layers.values()), train)
     check_class_name(net, net_where.get("name"))
     net.lint()

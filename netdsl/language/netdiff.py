@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from .ir import Layer, Net, TrainConfig
-from .layers import RECIPE_KEYS
+from ..layers.weights import RECIPE_KEYS
 from .values import written
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 
 from .ir import Net
-from .layers import RECIPE_KEYS, REGISTRY, WEIGHT_KEYS
+from ..layers.registry import REGISTRY
+from ..layers.weights import RECIPE_KEYS
 from .values import written
 
 
@@ -37,7 +38,7 @@ def report(net: Net) -> dict:
         "cross_bytes": net.cross_bytes,
         "train": {**dataclasses.asdict(net.train),
                   "layers": {layer.name: {key: list(layer.options[key]) for key in RECIPE_KEYS}
-                             for layer in net.layers if REGISTRY[layer.type].weighted}},
+                             for layer in net.layers if set(RECIPE_KEYS) <= set(layer.options)}},
     }
 
 
@@ -74,7 +75,7 @@ def recipe_lines(net: Net) -> list[str]:
     text = ["recipe: " + ", ".join(lines[0]), *("        " + ", ".join(parts) for parts in lines[1:])]
     for layer in net.layers:
         changed = [f"{key} {written(layer.options[key])}" for key in RECIPE_KEYS
-                   if key in layer.options and layer.options[key] != WEIGHT_KEYS[key].default]
+                   if key in layer.options and layer.options[key] != REGISTRY[layer.type].keys[key].default]
         if changed:
             text.append(f"        [{layer.name}] " + ", ".join(changed))
     return text

@@ -145,14 +145,15 @@ def multipliers(value: Value) -> tuple[float, float]:
     return weights, bias
 
 
-SCHEDULES = ("plateau", "none", "step", "multistep")
-SCHEDULE_FORMS = "`plateau`, `none`, `step(g)` or `multistep(E1, E2, ...)`"
+SCHEDULES = ("plateau", "none", "step", "multistep", "cosine")
+SCHEDULE_FORMS = "`plateau`, `none`, `step(g)`, `multistep(E1, E2, ...)` or `cosine`"
 
 
 def schedule(value: Value) -> tuple[str, float | None, tuple[int, ...]]:
-    """(kind, its own factor, milestones): plateau (0.1), none, step(g) with 0 < g <= 1, or
-    multistep(E1, E2, ...), whose factor is the [train] key `gamma` (None here)."""
-    if value.kind == "name" and value.data in ("plateau", "none"):
+    """(kind, its own factor, milestones): plateau (0.1), none, step(g) with 0 < g <= 1,
+    multistep(E1, E2, ...), whose factor is the [train] key `gamma` (None here), or cosine
+    (no factor: lr follows half a cosine over the epochs)."""
+    if value.kind == "name" and value.data in ("plateau", "none", "cosine"):
         return value.data, (0.1 if value.data == "plateau" else None), ()
     if value.kind == "call" and value.data[0] == "step":
         args = value.data[1]
@@ -166,6 +167,8 @@ def schedule(value: Value) -> tuple[str, float | None, tuple[int, ...]]:
         hint = "; `step` takes its factor: `step(g)`"
     elif name == "multistep":
         hint = "; `multistep` takes the epochs after which lr is cut: `multistep(E1, E2, ...)`"
+    elif name == "cosine":
+        hint = "; `cosine` takes nothing: it runs over the epochs after the warm-up (`warmup = N`)"
     else:
         hint = did_you_mean(name, SCHEDULES) if name else ""
     fail(value, f"expected {SCHEDULE_FORMS}, got `{value}`{hint}")
@@ -187,6 +190,33 @@ def milestones(value: Value) -> tuple[int, ...]:
     return tuple(epochs)
 
 
+def betas(value: Value) -> tuple[float, float]:
+    """Adam's `b1, b2`: the decay rates of its running means of the gradient and of its square,
+    each 0 <= b < 1 (torch.optim.Adam's rule)."""
+    items = value.data if value.kind == "list" else (value,)
+    if len(items) != 2 or any(item.kind not in ("int", "float") for item in items):
+        fail(value, f"expected two numbers `b1, b2` (as 0.9, 0.999), got `{value}`")
+    first, second = (number(0, 1, below=True)(item) for item in items)
+    return first, second
+
+
+MEAN_NAMES = ("image", "channel", "none")
+
+
+def mean(value: Value) -> str | tuple[float, ...]:
+    """What is subtracted from the pixels: `image` (the training set's mean image), `channel` (its
+    per-channel mean), `none`, or fixed numbers, one a channel in the order the images are read
+    (R, G, B), in 0..255 pixel units, as Caffe's `mean_value`s (whose ImageNet 104, 117, 123 are
+    B, G, R: `123, 117, 104` here). The count is checked against the data layer's channels where
+    the network is known (check.py)."""
+    if value.kind == "name":
+        return choice(*MEAN_NAMES)(value)
+    items = value.data if value.kind == "list" else (value,)
+    if any(item.kind not in ("int", "float") for item in items):
+        fail(value, f"expected `image`, `channel`, `none` or one number a channel (as 123, 117, 104), got `{value}`")
+    return tuple(number(0, 255)(item) for item in items)
+
+
 def identifier(value: Value) -> str:
     if value.kind != "name":
         fail(value, f"expected a name, got `{value}`")
@@ -204,8 +234,8 @@ neuron = choice(*NEURONS)
 
 def written(x: Any) -> str:
     """A checked value as a .net file writes it: `normal(0, 0.01)`, `1, 2`, `yes`, `0.0001`."""
-    if isinstance(x, tuple) and x and isinstance(x[0], str):  # init: ("normal", 0.0, 0.01)
-        return f"{x[0]}({', '.join(written(a) for a in x[1:])})"
+    if isinstance(x, tuple) and x and isinstance(x[0], str):  # ("normal", 0.0, 0.01), ("relu",)
+        return f"{x[0]}({', '.join(written(a) for a in x[1:])})" if len(x) > 1 else x[0]
     if isinstance(x, tuple):
         return ", ".join(map(written, x))
     if isinstance(x, bool):

@@ -14,7 +14,8 @@ Every image is scaled so its shorter side is `resize` and centre-cropped square 
 call, after JPEG draft mode has decoded it at the smallest size still at least that big).
 Training takes a random H x W crop, a reflection with probability 1/2 and the PCA lighting
 shift; testing takes the centre crop or the ten crops. The network sees raw 0..255 values
-minus the training mean (image, channel or none).
+minus the mean: the training set's (image or channel), fixed values (`mean = 123, 117, 104`,
+one a channel in the order read, R, G, B for images, on the same 0..255 scale), or none.
 
 The training set's mean image and pixel PCA take one pass over it, once: they are cached as
 .netdsl-stats-<key>.npz in the data directory, or in the run folder where that is read-only,
@@ -74,7 +75,7 @@ class Recipe:
     width: int
     flip: bool = True
     lighting: float = 0.1
-    mean: str = "image"
+    mean: str | tuple[float, ...] = "image"   # image | channel | none | fixed values, one a channel
     draft: bool = True
     scale: float = 1.0        # applied last, after the mean and the lighting, as Caffe's `scale`
 
@@ -273,8 +274,12 @@ class Stats:
     eigvecs: np.ndarray       # C x C, eigenvector i in column i
     images: int
 
-    def mean(self, mode: str) -> np.ndarray:
-        """What is subtracted: broadcastable to resize x resize x C."""
+    def mean(self, mode: str | tuple[float, ...]) -> np.ndarray:
+        """What is subtracted: broadcastable to resize x resize x C. Fixed values (a tuple, one a
+        channel, in the image's channel order) are 1 x 1 x C, as the `channel` mean is, so the
+        checkpoint stores them as it stores that and evaluation subtracts what training did."""
+        if isinstance(mode, tuple):
+            return np.asarray(mode, np.float32).reshape(1, 1, -1)
         if mode == "image":
             return self.mean_image
         if mode == "channel":

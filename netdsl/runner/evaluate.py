@@ -11,12 +11,12 @@ import contextlib
 import os
 
 import torch
-import torch.nn.functional as F
 
 from . import data
 from ..devices.distributed import SINGLE, World
 from ..argtypes import usable_cores
 from ..errors import NetError
+from ..layers.registry import REGISTRY
 
 
 def default_workers() -> int:
@@ -88,17 +88,14 @@ def probabilities(model, views: torch.Tensor, output_type: str) -> torch.Tensor:
     """N x classes: the probabilities of N x V x C x H x W views, averaged over the V views."""
     n, v = views.shape[:2]
     logits = model(views.flatten(0, 1)).float()
-    probs = F.softmax(logits, 1) if output_type == "softmax" else torch.sigmoid(logits)
+    probs = REGISTRY[output_type].probabilities(logits)
     return probs.view(n, v, -1).mean(1)
 
 
 def loss_of_probabilities(probs: torch.Tensor, y: torch.Tensor, output_type: str) -> torch.Tensor:
-    """Summed over the batch: cross-entropy, or binary cross-entropy summed over the classes."""
-    probs = probs.clamp(1e-12, 1.0)
-    if output_type == "softmax":
-        return -probs.gather(1, y[:, None]).log().sum()
-    target = F.one_hot(y, probs.shape[1]).float()
-    return F.binary_cross_entropy(probs.clamp(max=1 - 1e-7), target, reduction="sum")
+    """Summed over the batch: the output type's loss of probabilities (netdsl/layers/output.py):
+    cross-entropy, or binary cross-entropy summed over the classes."""
+    return REGISTRY[output_type].loss_of_probabilities(probs, y)
 
 
 def wrong(probs: torch.Tensor, y: torch.Tensor, k: int) -> int:

@@ -7,16 +7,15 @@ the whole step timed on its own. `netdsl time` (netdsl/commands/time.py) prints 
     timing = time_net(net, batch=32, backend="torch", devices=None, repeats=5)
     print(table(timing))                  # or json.dumps(as_json(timing))
 
-How one layer runs alone. The generated forward() is one line a layer, each line the expression
-that netdsl/codegen/render.py's layer_code gives for it. Here each layer's expression is compiled
-on its own and evaluated in the namespace of the generated module the model was loaded from, with
-`self` bound to the model, reading the earlier layers' outputs by name: the layers run in order
-compute exactly forward()'s output (tests/test_time.py holds it with torch.equal). With several
---devices the model is a SplitNet (netdsl/devices/placement.py), whose forward is already a loop
-of steps, one a layer: a layer is then its step over every group at once, the copies between
-devices that a `connect = all` layer makes included. (netdsl/runner/activations.py reads layers
-the same way, but from a torch-backend copy in eval mode without gradients; a step is timed on the
-model itself: its backend, its placement, training mode.)
+How one layer runs alone. The generated forward() is one line a layer; netdsl/codegen/interpret.py
+compiles each line as a step and evaluates it in the namespace of the generated module the model
+was loaded from, with `self` bound to the model, reading the earlier layers' outputs by name: the
+layers run in order compute exactly forward()'s output (tests/test_time.py holds it with
+torch.equal). With several --devices the model is a SplitNet (netdsl/devices/placement.py), whose
+forward runs the same steps once a group: a layer is then its step over every group at once, the
+copies between devices that a `connect = all` layer makes included. (netdsl/runner/activations.py
+reads layers through the same interpreter, but from a torch-backend copy in eval mode without
+gradients; a step is timed on the model itself: its backend, its placement, training mode.)
 
 What is timed: `repeats` rounds after `warmup` rounds (WARMUP), each round every layer once in
 network order and then the whole step once, and the median of each figure over the rounds. The
@@ -27,9 +26,9 @@ rounds interleave so that a shared machine's changing load slows the layers and 
 - its backward: torch.autograd.grad of that output, for a fixed random output gradient, with
   respect to those of its inputs that need a gradient and its parameters (so the first layer
   computes no gradient for the data, as in a step), on that round's fresh graph;
-- the output layer (softmax or sigmoid) is the logits plus the runner's loss: train_loss of
-  netdsl/runner/train.py, cross-entropy or binary cross-entropy, divided by the batch as the
-  runner divides it;
+- an output layer (softmax or sigmoid, the main one or an auxiliary head) is the logits plus
+  its loss as the runner takes it (train_loss of netdsl/runner/train.py: cross-entropy or binary
+  cross-entropy, times its loss_weight), divided by the batch as the runner divides it;
 - the whole step: model(x), that loss and loss.backward(), the gradients set to None first, as
   a training step without the optimizer's update; its forward and backward are timed apart too,
   and its total is the median of whole steps, not the sum of the two medians.
@@ -60,10 +59,10 @@ from typing import Callable, Union
 
 import torch
 
-from ..codegen.render import layer_code
+from ..codegen.interpret import Interpreter, layer_steps
 from ..devices.placement import SplitNet
 from ..language.ir import Layer, Net
-from ..language.layers import REGISTRY
+from ..layers.registry import REGISTRY
 from .evaluate import build_model
 from .train import train_loss
 
@@ -98,12 +97,9 @@ class Decomposed:
 
     def _fused_runs(self, backend: str) -> list[LayerRun]:
         # the module the model's class came from: its helpers, kernels and imports
-        namespace = type(self.model).forward.__globals__
-        runs = []
-        for layer, _, expression in layer_code(self.net, backend):
-            code = compile(expression, f"<{self.net.name}: {layer.name}>", "eval")
-            runs.append(LayerRun(layer, _evaluator(code, namespace, self.model), self._params(layer)))
-        return runs
+        interpreter = Interpreter(type(self.model).forward.__globals__)
+        return [LayerRun(step.layer, _evaluator(interpreter, step, self.model), self._params(step.layer))
+                for step in layer_steps(self.net, backend)]
 
     def _split_runs(self) -> list[LayerRun]:
         views = self.model.group_views()
@@ -114,8 +110,8 @@ class Decomposed:
         return runs
 
     def _params(self, layer: Layer) -> tuple[torch.nn.Parameter, ...]:
-        """A weighted layer's weight and bias (a SplitNet's Shards: every group's)."""
-        if not REGISTRY[layer.type].weighted:
+        """A layer module's parameters (a SplitNet's Shards: every group's)."""
+        if not REGISTRY[layer.type].holds_module:
             return ()
         return tuple(getattr(self.model, layer.name).parameters())
 
@@ -131,8 +127,8 @@ class Decomposed:
         return values
 
 
-def _evaluator(code, namespace: dict, model: torch.nn.Module) -> Callable[[dict], torch.Tensor]:
-    return lambda values: eval(code, namespace, {"self": model, **values})
+def _evaluator(interpreter: Interpreter, step, model: torch.nn.Module) -> Callable[[dict], torch.Tensor]:
+    return lambda values: interpreter(step, values, model)
 
 
 def _step_runner(model: SplitNet, step, views, last: bool) -> Callable[[dict], Value]:
@@ -285,7 +281,7 @@ def time_net(net: Net, batch: int, backend: str, devices, repeats: int, seed: in
     params = list(model.parameters())
     timed = timed_layers(layers, layers.outputs(x), y)
     saved = [sum(saved_storages(lambda: layer.compute(layer.inputs), params).values()) for layer in timed]
-    step = WholeStep(model, x, y, net.output.type)
+    step = WholeStep(model, x, y, net)
     step_saved = saved_storages(step.loss, params)
     forward, backward, whole = measure(timed, step, clock_for(devices), repeats, warmup)
     total = sum(forward) + sum(backward) or 1.0
@@ -314,9 +310,10 @@ class TimedLayer:
         self.run = run
         self.inputs = {name: _leaf(values[name], needs_grad[name]) for name in run.layer.inputs}
         self.compute = run.run
-        if run.layer.name == layers.net.output.name:
-            output_type = layers.net.output.type
-            self.compute = lambda inputs: train_loss(run.run(inputs), y, output_type) / len(y)
+        kind = REGISTRY[run.layer.type]
+        if kind.role == "output":   # the main output or an auxiliary head: its logits and its loss
+            weight = run.layer.options["loss_weight"]
+            self.compute = lambda inputs: weight * kind.loss(run.run(inputs), y) / len(y)
         # its inputs that need a gradient, then its parameters: what a step's backward computes here
         self.wrt = [t for value in self.inputs.values() for t in tensors(value) if t.requires_grad]
         self.wrt += [p for p in run.params if p.requires_grad]
@@ -361,11 +358,11 @@ class WholeStep:
     """The training step as the runner takes it, the optimizer's update aside: model(x), the loss
     (train_loss divided by the batch), loss.backward(), the gradients set to None first."""
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, output_type: str):
-        self.model, self.x, self.y, self.output_type = model, x, y, output_type
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, net: Net):
+        self.model, self.x, self.y, self.net = model, x, y, net
 
     def loss(self) -> torch.Tensor:
-        return train_loss(self.model(self.x), self.y, self.output_type) / len(self.y)
+        return train_loss(self.net, self.model(self.x), self.y) / len(self.y)
 
     def once(self, clock) -> tuple[float, float, float]:
         """(forward ms, backward ms, whole ms) of one step."""

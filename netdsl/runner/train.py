@@ -61,10 +61,14 @@ through torch.compile; checkpoints are the same.
 The schedule: `plateau` divides lr by 10 once the validation top-1 error has not improved
 for `patience` epochs (then waits `patience` more); `step(g)` multiplies it by g after every
 epoch; `multistep(E1, E2, ...)` multiplies it by `gamma` after each epoch listed, so epoch
-E1 + 1 trains at lr * gamma. The lr logged for an epoch is the one it trained with (each
-tensor trains at that times its layer's lr_mult; netdsl/runner/optim.py has the update). --resume
-continues the checkpoint's optimizer settings (the lr reached, momentum, weight decay, the
-multipliers) and schedule; --lr alone overrides them.
+E1 + 1 trains at lr * gamma; `cosine` is CosineAnnealingLR over the epochs. `warmup = N` comes
+first, as torchvision's references' LinearLR(start_factor=0.01): epochs 1 to N rise linearly from
+lr * 0.01, epoch N + 1 trains at lr (Schedule has the formulas). The lr logged for an epoch is the
+one it trained with (each tensor trains at that times its layer's lr_mult; netdsl/runner/optim.py
+has the update, PaperSGD's or torch's Adam/AdamW). The loss is the output's cross-entropy, with
+`label_smoothing` for a softmax. --resume continues the checkpoint's optimizer (its kind and
+settings: the lr reached, momentum or betas and eps, weight decay, the multipliers) and schedule
+(warm-up included); --lr alone overrides them, the rest of a warm-up or cosine scaled to it.
 
 Data parallelism (netdsl/devices/distributed.py has how to start it and which devices each process
 takes): `torchrun --nproc_per_node=N -m netdsl train NET ...` trains one replica a process
@@ -95,7 +99,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import files
@@ -106,6 +109,7 @@ from ..devices.placement import load_optimizer_state, optimizer_state
 from ..errors import NetError
 from ..language import netdiff
 from ..language.check import TRAIN_KEYS
+from ..layers.registry import REGISTRY
 from . import checkpoint, data, precision, preemption, provenance, runlock
 from .workers import owned
 from .evaluate import build_model, check_devices, default_devices, default_workers, evaluate, load_weights
@@ -116,6 +120,10 @@ FORMAT = 1
 
 # ---------------------------------------------------------------- the schedule
 
+# torchvision's references warm up with LinearLR(start_factor=--lr-warmup-decay, default 0.01)
+WARMUP_START = 0.01
+
+
 @dataclasses.dataclass
 class Schedule:
     """The lr after each epoch, and the best validation error so far (best.pt's).
@@ -123,8 +131,19 @@ class Schedule:
     `plateau` waits for the error to start falling: the paper lowers the rate "when the
     validation error rate stopped improving", and an error that has never moved below its
     first epoch's (a network still at chance) has not stopped improving, it has not started.
+
+    `warmup = N` comes before any schedule, as torchvision's references chain LinearLR and the
+    main scheduler with SequentialLR: epoch e <= N trains at base_lr * (0.01 + 0.99 (e - 1) / N),
+    epoch N + 1 at base_lr, and the schedule runs from there as if the run began at N + 1 (step
+    and plateau count from it; multistep's milestones, epochs of the whole run, come after it).
+    `cosine` is CosineAnnealingLR over the epochs after the warm-up, T = epochs - N of them:
+    epoch N + 1 + k trains at base_lr * (1 + cos(pi k / T)) / 2. Both are closed forms of the
+    epoch (the factor() below, torch's _get_closed_form_lr), computed here like the other
+    schedules' rules so that one dataclass holds every schedule's state and a checkpoint
+    restores it exactly; torch's schedulers, stepped, multiply the previous lr by a ratio and
+    drift from the formula in the last bits.
     """
-    kind: str                         # plateau | step | multistep | none
+    kind: str                         # plateau | step | multistep | cosine | none
     gamma: float                      # the factor of each cut
     patience: int
     milestones: tuple[int, ...] = ()  # multistep's epochs (a checkpoint from before multistep has none)
@@ -132,6 +151,9 @@ class Schedule:
     best_epoch: int = 0
     bad_epochs: int = 0
     improving: bool = False           # some epoch after the first has beaten the best before it
+    warmup: int = 0                   # epochs of linear warm-up (checkpoints from before it have none)
+    epochs: int = 0                   # the run's epochs when it began: cosine's length
+    base_lr: float = 0.0              # the lr the warm-up rises to and cosine falls from
 
     def __post_init__(self):
         self.milestones = tuple(self.milestones)  # a checkpoint may hold them as a list
@@ -139,7 +161,28 @@ class Schedule:
     @staticmethod
     def of(config) -> "Schedule":
         """The schedule a TrainConfig asks for, before its first epoch."""
-        return Schedule(config.schedule, config.gamma, config.patience, config.milestones)
+        return Schedule(config.schedule, config.gamma, config.patience, config.milestones,
+                        warmup=config.warmup, epochs=config.epochs, base_lr=config.lr)
+
+    def factor(self, epoch: int) -> float | None:
+        """base_lr's factor for epoch `epoch` where the warm-up or cosine fixes it; None where the
+        lr is the previous epoch's after the schedule's own rule (step, multistep, plateau, none)."""
+        if epoch <= self.warmup:
+            return WARMUP_START + (1 - WARMUP_START) * (epoch - 1) / self.warmup
+        if self.kind == "cosine":
+            return (1 + math.cos(math.pi * (epoch - 1 - self.warmup) / max(self.epochs - self.warmup, 1))) / 2
+        return 1.0 if epoch == self.warmup + 1 else None
+
+    @property
+    def first_lr(self) -> float:
+        """The lr of the first epoch: base_lr, or its warm-up's start."""
+        return self.base_lr * self.factor(1)
+
+    def rebase(self, epoch: int, lr: float) -> None:
+        """--lr on resume: epoch `epoch` trains at `lr`, and a warm-up or cosine goes on from it in
+        proportion (base_lr such that factor(epoch) gives it)."""
+        factor = self.factor(epoch)
+        self.base_lr = lr / factor if factor else lr
 
     def after_epoch(self, epoch: int, lr: float, val_err: float) -> tuple[float, bool]:
         """The next epoch's lr, and whether this epoch is the best so far."""
@@ -149,7 +192,11 @@ class Schedule:
             self.best_err, self.best_epoch, self.bad_epochs = val_err, epoch, 0
         elif self.improving:
             self.bad_epochs += 1
-        if self.kind == "step" or (self.kind == "multistep" and epoch in self.milestones):
+        if epoch <= self.warmup:
+            self.bad_epochs = 0  # a plateau is looked for once the warm-up is over
+        if (factor := self.factor(epoch + 1)) is not None:
+            lr = self.base_lr * factor
+        elif self.kind == "step" or (self.kind == "multistep" and epoch in self.milestones):
             lr *= self.gamma
         elif self.kind == "plateau" and self.bad_epochs >= self.patience:
             lr, self.bad_epochs = lr * self.gamma, 0
@@ -164,12 +211,15 @@ class LossNotFinite(Exception):
         self.value, self.step = value, step
 
 
-def train_loss(logits: torch.Tensor, y: torch.Tensor, output_type: str) -> torch.Tensor:
-    """Summed over the batch: cross-entropy, or binary cross-entropy summed over the classes."""
-    if output_type == "softmax":
-        return F.cross_entropy(logits.float(), y, reduction="sum")
-    target = F.one_hot(y, logits.shape[1]).float()
-    return F.binary_cross_entropy_with_logits(logits.float(), target, reduction="sum")
+def train_loss(net, outputs, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Summed over the batch: the output layer's loss as its type computes it (netdsl/layers/output.py:
+    cross-entropy, with `label_smoothing` e torch's, the target 1 - e + e/K on the class and e/K
+    elsewhere, K classes; or binary cross-entropy summed over the classes), times its `loss_weight`.
+    `outputs` is the model's: the logits, or in training with auxiliary heads (main, *heads), each
+    head's loss added times its own weight."""
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return sum(head.options["loss_weight"] * REGISTRY[head.type].loss(logits, y, label_smoothing)
+               for head, logits in zip((net.output, *net.aux_outputs), outputs))
 
 
 def dropout_seed(seed: int, epoch: int, rank: int, position: int = 0) -> int:
@@ -260,8 +310,8 @@ def _open_run(run_dir: Path, resume: bool) -> dict | None:
 
 
 # The [train] keys a resumed run takes from its checkpoint, whatever the file says (restore()).
-CONTINUED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "schedule", "gamma", "patience",
-                       "lr_mult", "decay_mult")
+CONTINUED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "betas", "eps", "schedule", "gamma",
+                       "patience", "warmup", "lr_mult", "decay_mult")
 
 
 def _trained_net(state: dict, latest: Path):
@@ -330,7 +380,16 @@ def _flags(args, net) -> dict:
 
 def _check_milestones(config, args, net) -> None:
     """A milestone past the last epoch never cuts lr: an error in a flag, a warning when --epochs
-    shortens the file's own schedule (the run is then the protocol's first epochs)."""
+    shortens the file's own schedule (the run is then the protocol's first epochs). The same for
+    a milestone inside the warm-up (where the file's own cannot be) and a warm-up that lasts the
+    whole run."""
+    early = [epoch for epoch in config.milestones if epoch <= config.warmup]
+    if early:
+        raise NetError(f"--schedule: milestone {early[0]} falls in the file's warm-up (epochs 1 to "
+                       f"{config.warmup}): the schedule's cuts come after it")
+    if config.warmup >= config.epochs:
+        print(f"warning: {net.path}: {config.epochs} epochs end within the warm-up of {config.warmup}, "
+              "so lr never reaches its full value", file=sys.stderr)
     late = [epoch for epoch in config.milestones if epoch > config.epochs]
     if not late:
         return
@@ -346,6 +405,8 @@ def _resolve(args, net, state):
     config = dataclasses.replace(net.train, **_flags(args, net))
     if state is None:  # a resumed run keeps its checkpoint's schedule
         _check_milestones(config, args, net)
+    else:  # and its optimizer (make_optimizer's kind; the checkpoint's groups bring its settings)
+        config = dataclasses.replace(config, optimizer=state["config"].get("optimizer", "sgd"))
     seed = args.seed if args.seed is not None else (state["seed"] if state else 0)
     return config, seed
 
@@ -457,12 +518,18 @@ class Trainer:
         except TypeError as err:
             raise NetError(f"the checkpoint's schedule does not fit this version of netdsl: {err}",
                            str(self.latest)) from None
+        if self.schedule.kind == "cosine" and self.config.epochs > self.schedule.epochs and self.world.main:
+            print(f"warning: {self.run_dir}: the cosine schedule spans the {self.schedule.epochs} epochs the run "
+                  f"began with; epochs {self.schedule.epochs + 1} to {self.config.epochs} go on along it "
+                  "(lr 0 after its end, then rising again), as a resumed run keeps its schedule",
+                  file=sys.stderr)
         checkpoint.set_rng_states(state["rng"])
         if self.scaler.is_enabled() and state.get("scaler"):  # an fp16 run goes on with its loss scale
             self.scaler.load_state_dict(state["scaler"])
-        if lr is not None:
-            set_lr(self.optimizer, lr)
         step = state.get("step", 0)
+        if lr is not None:  # from the epoch it goes on with (the same one, mid-epoch)
+            set_lr(self.optimizer, lr)
+            self.schedule.rebase(state["epoch"] + (not step), lr)
         self.checkpointed = (state["epoch"], step)
         if step:
             return state["epoch"], self._progress_of(state)
@@ -510,8 +577,8 @@ class Trainer:
         mine, my_sum = None, 0.0
         if batch.x is not None:
             with self.autocast():
-                logits = self.replica(batch.x.to(self.device, non_blocking=True))
-            mine = train_loss(logits, batch.y.to(logits.device), self.net.output.type)  # in float32
+                outputs = self.replica(batch.x.to(self.device, non_blocking=True))
+            mine = train_loss(self.net, outputs, batch.y.to(self.device), self.config.label_smoothing)  # in float32
             my_sum = mine.item()
         elif self.world.size > 1:
             # a forward pass all the same, and before the step's sum as in every other process:
@@ -520,7 +587,8 @@ class Trainer:
             # the gradient exchange, adding nothing
             shape = self.net.input_shape
             with self.autocast():
-                mine = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device)).sum() * 0
+                outputs = self.replica(torch.zeros(1, shape.c, shape.h, shape.w, device=self.device))
+                mine = sum(o.sum() for o in (outputs if isinstance(outputs, tuple) else (outputs,))) * 0
         total, images, signalled = self.world.sum([my_sum, len(batch.y), self.signals.received])
         stop = signalled > 0
         if not images:
@@ -672,8 +740,10 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     world.from_main(lambda: _write_sources(run_dir, net, args.backend, devices))
     evaluated = precision.compiled(model, args.compile)
     replica = world.replicate(model, devices)
+    optimizer, schedule = make_optimizer(model, net, config), Schedule.of(config)
+    set_lr(optimizer, schedule.first_lr)  # a warm-up's start (a resumed run's comes from its checkpoint)
     return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
-                   make_optimizer(model, net, config), Schedule.of(config), problems, world,
+                   optimizer, schedule, problems, world,
                    evaluated if replica is model else precision.compiled(replica, args.compile), evaluated,
                    devices, precision.grad_scaler(config.precision, devices))
 

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from .. import compile_net, load_net
 from ..errors import NetError
-from ..language.layers import REGISTRY
+from ..layers.registry import REGISTRY
 from ..datasets.mnist_scale import rescale
 from ..runner.activations import LayerOutputs
 from ..runner.checkpoint import load_checkpoint

@@ -407,7 +407,7 @@ def maxpool_outputs(x, SIZE, OH, OW):
 
 
 @torch.library.custom_op(f"{OPS}::maxpool", mutates_args=())
-def maxpool(x: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int, OW: int) -> tuple[torch.Tensor, torch.Tensor]:
+def max_pool_op(x: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int, OW: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Max-pooling of x, N x C x H x W, with a layer's constants: the output y and, for the backward, arg, the
     place of each output's maximum in its window."""
     x = x.contiguous()
@@ -422,7 +422,7 @@ def maxpool(x: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int,
 @torch.library.custom_op(f"{OPS}::maxpool_backward", mutates_args=())
 def maxpool_backward(grad_y: torch.Tensor, arg: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int,
                      OW: int) -> torch.Tensor:
-    """The gradient of maxpool's y: it needs only arg."""
+    """The gradient of max_pool_op's y: it needs only arg."""
     n, c = arg.shape[:2]
     grad_x = torch.empty(n, c, H, W, dtype=grad_y.dtype, device=grad_y.device)
     with torch.cuda.device_of(arg):
@@ -443,15 +443,15 @@ def maxpool_gradient(ctx, grad_y, grad_arg):
     return maxpool_backward(grad_y, arg, **ctx.constants)
 
 
-maxpool.register_autograd(maxpool_gradient, setup_context=maxpool_save_arg)
-maxpool.register_fake(lambda x, *, SIZE, OH, OW, **constants: maxpool_outputs(x, SIZE, OH, OW))
+max_pool_op.register_autograd(maxpool_gradient, setup_context=maxpool_save_arg)
+max_pool_op.register_fake(lambda x, *, SIZE, OH, OW, **constants: maxpool_outputs(x, SIZE, OH, OW))
 maxpool_backward.register_fake(
     lambda grad_y, arg, *, H, W, **constants: grad_y.new_empty(arg.shape[0], arg.shape[1], H, W))
 
 
 def max_pool2d(x, **constants):
     """Max-pooling of x, N x C x H x W, with a layer's constants: the kernels' tl.constexpr arguments."""
-    y, arg = maxpool(x, **constants)
+    y, arg = max_pool_op(x, **constants)
     return y
 
 
