@@ -23,7 +23,7 @@ from .language.ir import Layer, Net, Shape, TrainConfig
 from .language.parse import parse_text
 
 __all__ = ["NetError", "Net", "Layer", "Shape", "TrainConfig", "parse_file", "parse_string",
-           "compile_net", "generate_source", "load_source", "load_net"]
+           "compile_net", "generate_source", "load_source", "load_net", "train", "evaluate"]
 
 
 def parse_string(text: str | bytes, path: str = "<string>") -> Net:
@@ -78,3 +78,46 @@ def compile_net(net: Net | str | Path, backend: str = "auto", devices=None):
         from .devices.placement import place
         model = place(net, model, module, list(devices), backend)
     return model
+
+
+def train(net: Net | str | Path, data: str | Path | None = None, out: str | Path | None = None, **options):
+    """Train a network as `netdsl train` does, and return a TrainResult (its run folder, exit
+    status and epochs' metrics; .best the best epoch's).
+
+        result = netdsl.train("nets/fashion_tiny.net", data="data/fashion-mnist", out="runs/tiny",
+                              epochs=2, workers=0)
+        result.best["val_top1_err"]
+
+    `options` are netdsl/runner/train.py's Options (epochs, batch, lr, schedule, precision, resume,
+    seed, backend, devices, workers, compile); `schedule` may be written as in a .net file,
+    "multistep(30, 60)". A user error raises NetError, as the command prints it."""
+    from .language.values import schedule_of_text
+    from .runner.model import flushing_denormals
+    from .runner.train import Options
+    from .runner.train import train as train_net
+
+    if isinstance(options.get("schedule"), str):
+        options["schedule"] = schedule_of_text(options["schedule"], "schedule")
+    options = Options(data=None if data is None else str(data), out=None if out is None else str(out), **options)
+    with flushing_denormals():
+        return train_net(load_net(net), options)
+
+
+def evaluate(net: Net | str | Path, checkpoint, data: str | Path, split: str = "val", **options):
+    """Top-1 and top-5 error of a checkpoint (or a list of them: an ensemble) on data/<split>, as
+    `netdsl eval` computes it; an Evaluation (.result["top1_err"], .members, .record(path)).
+
+        found = netdsl.evaluate("nets/fashion_tiny.net", "runs/tiny/best.pt", "data/fashion-mnist", "test")
+
+    `options`: test ("center" or "tencrop"; default the file's), batch, workers, backend, devices,
+    compile, precision (default the file's [train] precision)."""
+    from .runner import precision as precisions
+    from .runner.evaluate import evaluate_checkpoints
+    from .runner.model import default_devices, flushing_denormals
+
+    net = load_net(net)
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    forward = precisions.autocast(options.pop("precision", None) or net.train.precision,
+                                  default_devices(options.get("devices")))
+    with flushing_denormals(), forward:
+        return evaluate_checkpoints(net, checkpoints, data, split, **options)

@@ -32,6 +32,7 @@ COMMANDS = {
     "features": ("netdsl.commands.features", "any layer's activations for every image of a split, to a .npy"),
     "neighbours": ("netdsl.commands.neighbours", "the training images nearest to test images by a layer's activations (Figure 4)"),
     "draw": ("netdsl.commands.draw", "the network as a picture (PNG, SVG or DOT), groups side by side"),
+    "import": ("netdsl.commands.import_net", "a Caffe or cuda-convnet network as a .net file, exact or refused"),
 }
 
 

@@ -5,14 +5,47 @@ functions (tl.zeros, ...) are interpreted or compiled is fixed when triton is fi
 TRITON_INTERPRET is set here, before any test module can import it. tests/triton_aot.py, which
 compiles for a real GPU, runs as a process of its own.
 
-Fixtures shared by several test modules live here.
+Fixtures and assertions shared by several test modules live here (imported by name:
+`from conftest import one_line_error`).
 """
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 os.environ["TRITON_INTERPRET"] = "1"
+
+
+NETS = Path(__file__).resolve().parent.parent / "nets"
+# The canon of issue 20 (VGG16, the ResNets, GoogLeNet, the one-GPU and Caffe AlexNets): tests/test_canon.py
+# holds them against plain-PyTorch references. The tests that compile or trace every network at full
+# size take the seed networks, the rest of nets/, which reach every layer type but batch norm, sums and heads.
+CANON = ("alexnet_1gpu", "caffe_alexnet", "googlenet", "resnet18", "resnet50", "vgg16")
+SEED_NETS = sorted(path.stem for path in NETS.glob("*.net") if path.stem not in CANON)
+
+
+def one_line_error(capsys, code, *words) -> str:
+    """The one line a user error prints: exit status 2, one line on stderr, no traceback, each of
+    `words` in it."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    return err.strip()
+
+
+def cli_train(net, data, out, *flags) -> int:
+    """`netdsl train NET [--data DATA] --out OUT --workers 0 FLAGS...` through the command line's own
+    entry point, for the tests of what the command prints and exits with; the tests that only need
+    a trained run call netdsl.train."""
+    from netdsl import cli
+
+    argv = ["train", str(net), "--out", str(out), "--workers", "0"]
+    if data is not None:
+        argv += ["--data", str(data)]
+    return cli.main(argv + [str(flag) for flag in flags])
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     # one left there by an older layout of netdsl/ would slip its modules into the wheel
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "netdsl", "grammars", "codegen_templates"):
+    for name in ("pyproject.toml", "README.md", "netdsl", "codegen_templates"):
         if (root / name).is_dir():
             shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -97,7 +97,9 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {p.relative_to(root).as_posix() for p in (root / "netdsl").rglob("*.py")}
     assert {name for name in names if name.endswith(".py")} == modules   # every wing, nothing else
-    assert "netdsl/grammars/netdsl.lark" in names
+    assert {"netdsl/language/netdsl.lark", "netdsl/importers/prototxt.lark"} <= names
+    layer_templates = {p.relative_to(root).as_posix() for p in (root / "netdsl" / "layers").glob("*.j2")}
+    assert layer_templates and layer_templates <= names
     templates = {p.relative_to(root / "codegen_templates").as_posix()
                  for p in (root / "codegen_templates").rglob("*.j2")}
     assert {f"netdsl/codegen_templates/{t}" for t in templates} <= names
@@ -111,11 +113,10 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     assert result.returncode == 0, result.stderr
     assert '"params": 60965224' in result.stdout
     where = subprocess.run(
-        [sys.executable, "-c", "from netdsl.codegen.resources import resource_dir as r; print(r('grammars')); "
-                               "print(r('codegen_templates'))"],
+        [sys.executable, "-c", "from netdsl.codegen.resources import resource_dir as r; print(r('codegen_templates'))"],
         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
         timeout=300)
-    assert where.stdout.split() == [str(site / "netdsl" / "grammars"), str(site / "netdsl" / "codegen_templates")]
+    assert where.stdout.split() == [str(site / "netdsl" / "codegen_templates")]
 
 
 def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():

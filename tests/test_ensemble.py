@@ -19,15 +19,14 @@ import torch.nn.functional as F
 import netdsl
 from netdsl import cli
 from netdsl.runner import data, ensemble
+from conftest import one_line_error
 from test_data import make_folder, tiny_net
 
 RECIPE = data.Recipe(3, 14, 12, 12)     # tiny_net's input and resize
 
 
 def train(net, folder, out, seed):
-    argv = ["train", str(net), "--data", str(folder), "--out", str(out), "--workers", "0",
-            "--epochs", "2", "--lr", "0.002", "--seed", str(seed)]
-    assert cli.main(argv) == 0
+    assert netdsl.train(net, data=folder, out=out, workers=0, epochs=2, lr=0.002, seed=seed).status == 0
 
 
 @pytest.fixture(scope="module", params=["softmax", "sigmoid"])
@@ -57,13 +56,6 @@ def errors_printed(out: str) -> dict[str, str]:
             label = head.split()[0] if line.startswith("  ") else "single"
             found[label] = "top-1 error" + tail.split(" on ")[0]
     return found
-
-
-def one_line_error(capsys, code) -> str:
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    return err
 
 
 # ---------------------------------------------------------------- by hand

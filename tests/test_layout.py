@@ -14,7 +14,7 @@ import pytest
 from netdsl import cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "netdsl"
-WINGS = ("language", "layers", "codegen", "devices", "runner", "datasets", "scale_invariance", "inspect", "commands")
+WINGS = ("language", "layers", "codegen", "devices", "runner", "datasets", "scale_invariance", "inspect", "importers", "commands")
 TOP_LEVEL = {"__init__", "__main__", "cli", "errors", "files", "argtypes"}
 # The runner, what it stands on and inspect/ know no experiment: only commands/ reaches scale_invariance/.
 EXPERIMENT_FREE = ("language", "layers", "codegen", "devices", "runner", "datasets", "inspect")

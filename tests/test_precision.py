@@ -40,7 +40,8 @@ from netdsl.runner import data, precision, train
 from reference import rel_err
 from test_data import SMALL_NET, make_folder, tiny_net
 from test_distributed import model_of, torchrun
-from test_runner import metrics, train as run_train  # run_train(net, data folder or None, out, *flags)
+from conftest import SEED_NETS, cli_train as run_train  # run_train(net, data folder or None, out, *flags)
+from test_runner import metrics
 from test_triton_kernels import SI_ALEXNET_FIRST_LAYERS
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
@@ -218,7 +219,7 @@ def assert_compiles(model: torch.nn.Module, x: torch.Tensor, tolerance: float = 
 # that image by 1e-15 in float64. In float64 no winner moved in 18 random images of si_alexnet,
 # mnist_scale_si and alexnet, so each run draws its own image and checks every gradient.
 
-@pytest.mark.parametrize("name", sorted(path.stem for path in NETS.glob("*.net")))
+@pytest.mark.parametrize("name", SEED_NETS)
 def test_seed_networks_compile_whole_on_the_torch_backend(name):
     """At full size, one image."""
     net = netdsl.parse_file(NETS / f"{name}.net")
@@ -267,7 +268,7 @@ def operators_called(graph) -> Counter:
     return called
 
 
-@pytest.mark.parametrize("name", sorted(path.stem for path in NETS.glob("*.net")))
+@pytest.mark.parametrize("name", SEED_NETS)
 def test_seed_networks_trace_whole_on_the_triton_backend(name):
     """At full size: one Dynamo graph, and a forward and a backward graph that call each LRN, max-pool and
     SI layer's operator, and its backward's, once per layer."""

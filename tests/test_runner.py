@@ -20,14 +20,8 @@ import netdsl
 from netdsl import cli
 from netdsl.datasets import synthetic
 from netdsl.runner import data
+from conftest import cli_train as train, one_line_error as _one_line_error
 from test_data import SMALL_NET, make_folder, tiny_net
-
-
-def train(net, data_dir, out, *flags):
-    argv = ["train", str(net), "--out", str(out), "--workers", "0"]
-    if data_dir is not None:
-        argv += ["--data", str(data_dir)]
-    return cli.main(argv + [str(f) for f in flags])
 
 
 def metrics(out) -> list[dict]:
@@ -100,12 +94,6 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, f
     kept = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert kept["epoch"] == 1 and all(torch.equal(good[k], kept["model"][k]) for k in good)
 
-
-def _one_line_error(capsys, code):
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_class_count_mismatch_exits_2(tmp_path, folder, capsys):

@@ -30,23 +30,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from netdsl import cli
+from conftest import cli_train as train, one_line_error as one_line
 from faultmatrix import FailingDisk, fill, without_hard_links
 from test_data import make_folder, tiny_net
 from test_runner_kill import _env, _slow_folder
-
-
-def train(net, folder, out, *flags) -> int:
-    return cli.main(["train", str(net), "--data", str(folder), "--out", str(out), "--workers", "0",
-                     *map(str, flags)])
-
-
-def one_line(capsys, code) -> str:
-    """The one line a user error prints, after checking it exited 2."""
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 def weights(path) -> dict:

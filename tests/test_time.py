@@ -20,6 +20,7 @@ import netdsl
 from netdsl.cli import main
 from netdsl.runner.timing import Decomposed, WholeStep, as_json, table, time_net, timed_layers
 from netdsl.runner.train import train_loss
+from conftest import one_line_error
 
 NETS = Path(__file__).resolve().parent.parent / "nets"
 
@@ -273,10 +274,7 @@ def _one_line_error(capsys, argv) -> str:
         code = main(argv)
     except SystemExit as stop:   # argparse's flag errors
         code = stop.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    return err
+    return one_line_error(capsys, code)
 
 
 @pytest.mark.parametrize("flags, message", [

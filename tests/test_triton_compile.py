@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
+from conftest import SEED_NETS
 from kernel_names import expected_kernels
 
 TESTS = Path(__file__).resolve().parent
@@ -40,6 +41,8 @@ EDGE_CASES = {
     "maxpool_gaps": ("2x8x9", "type = maxpool\nsize = 2\nstride = 3"),  # some inputs in no window
     "si_no_scale_1": ("3x9x9", "type = siconv\nfilters = 6\nsize = 3\npad = 1\nscales = 0.7, 1.5, 2"),
     "si_one_scale": ("2x7x8", "type = siconv\nfilters = 6\nsize = 3\nscales = 1"),
+    "lrn_within": ("6x9x7", "type = lrn\nregion = within\nsize = 3"),
+    "lrn_within_wide": ("4x55x55", "type = lrn\nregion = within\nsize = 5"),
 }
 
 
@@ -53,7 +56,7 @@ def compile_for_hopper(paths, batch, dtype="float32"):
 
 @pytest.fixture(scope="module")
 def seed_networks():
-    return compile_for_hopper(sorted(NETS.glob("*.net")), batch=128)
+    return compile_for_hopper([NETS / f"{name}.net" for name in SEED_NETS], batch=128)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def assert_compiled_cleanly(net, kernels):
         assert k["registers"] > 0, name
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in NETS.glob("*.net")))
+@pytest.mark.parametrize("name", SEED_NETS)
 def test_seed_network_kernels_compile_for_hopper(seed_networks, name):
     path = NETS / f"{name}.net"
     assert_compiled_cleanly(netdsl.parse_file(path), seed_networks[str(path)])

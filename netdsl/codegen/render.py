@@ -25,7 +25,7 @@ from ..language.ir import Layer, Net
 from ..layers.base import python_number
 from ..layers.neuron import torch_code as neuron_code
 from ..layers.registry import REGISTRY
-from ..layers.weights import init_code
+from ..layers.weights import bias_code, init_code
 from ..language.parse import parse_text
 from .resources import resource_dir
 
@@ -55,7 +55,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False)
     env.filters["num"] = number
-    env.globals.update(neuron_code=neuron_code, init_code=init_code)
+    env.globals.update(neuron_code=neuron_code, init_code=init_code, bias_code=bias_code)
     return env
 
 

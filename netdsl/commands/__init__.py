@@ -16,6 +16,7 @@ defines the flags and run(args) calls the wing that does the work.
     filters.py     a conv layer's kernels as an image grid (inspect/filters.py)
     features.py    a layer's activations over a split, to a .npy (inspect/features.py)
     neighbours.py  the nearest training images by a layer's activations (inspect/neighbours.py)
+    import_net.py  a Caffe or cuda-convnet network as a .net file (importers/)
 
 Imports nothing itself, so cli.py can list the commands without loading them.
 """

@@ -34,10 +34,9 @@ import torch
 from ..argtypes import count, positive, scale_list
 from ..errors import NetError
 from .. import files
-from ..runner import checkpoint, data, ensemble, precision, provenance
-from ..runner.workers import owned
-from ..runner.evaluate import (build_model, check_devices, default_devices, default_workers, evaluate,
-                               flushing_denormals, load_weights)
+from ..runner import precision
+from ..runner.evaluate import evaluate_checkpoints
+from ..runner.model import check_devices, default_devices, flushing_denormals
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,8 +117,6 @@ def run(args) -> int:
             raise NetError("several networks are compared only by scale: add --scales")
         if args.images or args.out:
             raise NetError("--images and --out go with --scales")
-        if len(args.checkpoint) > 1:
-            return _ensemble_command(args)
         return _evaluate_command(args)
 
 
@@ -151,92 +148,27 @@ def _scales_command(args) -> int:
 
 
 def _evaluate_command(args) -> int:
+    """One checkpoint's error, or an ensemble's and each member's (runner/evaluate.py)."""
     import netdsl
 
     net = netdsl.parse_file(args.nets[0])
-    state = checkpoint.load(args.checkpoint[0])
-    recipe = data.Recipe.of(net)
-    val = data.open_val(args.data, recipe, state["classes"], args.split)
-    mean = checkpoint.checked_mean(state, recipe.resize, args.checkpoint[0])
-    model, device = build_model(net, args.backend, default_devices(args.devices))
-    load_weights(model, state, args.checkpoint[0])
-    model = precision.compiled(model, args.compile)
-    test = args.test or net.train.test
-    workers = default_workers() if args.workers is None else args.workers
-    loader = data.eval_loader(data.EvalSet(val, recipe, mean, test == "tencrop"),
-                              args.batch or net.train.batch, workers)
-    problems = data.ProblemLog()
-    segment = provenance.record(args.command_line, seed=0, workers=workers, data=[val])
-    with owned(loader):
-        result = evaluate(model, loader, net.output.type, device, problems)
-    skipped = problems.take()
-    crops = "ten crops" if test == "tencrop" else "centre crop"
-    print(f"{net.name}: top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%} "
-          f"on {result['images']} images of {val.root} ({crops}"
-          + (f"; {skipped} skipped" if skipped else "") + ")")
-    _write_json(args, {**result, "test": test, "skipped_images": skipped}, segment, [state])
-    return 0
-
-
-def _write_json(args, result: dict, segment: dict, states: list[dict]) -> None:
-    """--json: the result, this evaluation's record and each checkpoint's (runner/provenance.py)."""
+    found = evaluate_checkpoints(net, args.checkpoint, args.data, args.split, args.test, args.batch, args.workers,
+                                 args.backend, args.devices, args.compile, args.command_line)
+    notes = ["ten crops" if found.test == "tencrop" else "centre crop"]
+    if found.means > 1:
+        notes.append(f"{found.means} different training means, each checkpoint its own")
+    if found.skipped:
+        notes.append(f"{found.skipped} skipped")
+    result = found.result
+    if not found.members:
+        print(f"{net.name}: top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%} "
+              f"on {result['images']} images of {found.folder} ({'; '.join(notes)})")
+    else:
+        print(f"{net.name}: {len(found.members)} checkpoints, their {net.output.type} probabilities averaged, on "
+              f"{result['images']} images of {found.folder} ({'; '.join(notes)})")
+        width = max(len(path) for path in args.checkpoint)
+        for path, member in [*zip(args.checkpoint, found.members), ("ensemble", result)]:
+            print(f"  {path:<{width}}  top-1 error {member['top1_err']:.2%}, top-5 error {member['top5_err']:.2%}")
     if args.json:
-        checkpoints = [{"path": path, "epoch": state.get("epoch"), "provenance": state.get("provenance", [])}
-                       for path, state in zip(args.checkpoint, states)]
-        record = {"net": args.nets[0], "split": args.split, "result": result,
-                  "provenance": provenance.ended(segment, 0), "checkpoints": checkpoints}
-        files.replace(Path(args.json), json.dumps(record, indent=1) + "\n")
-
-
-def _ensemble_command(args) -> int:
-    import netdsl
-
-    net = netdsl.parse_file(args.nets[0])
-    states = [checkpoint.load(path) for path in args.checkpoint]
-    classes = _common_classes(states, args.checkpoint)
-    recipe = data.Recipe.of(net)
-    val = data.open_val(args.data, recipe, classes, args.split)
-    means, groups = ensemble.distinct_means([checkpoint.checked_mean(state, recipe.resize, path)
-                                             for state, path in zip(states, args.checkpoint)])
-    devices = default_devices(args.devices)
-    models = []
-    for state, path in zip(states, args.checkpoint):
-        model, device = build_model(net, args.backend, devices)
-        load_weights(model, state, path)
-        models.append(precision.compiled(model, args.compile))
-    test = args.test or net.train.test
-    workers = default_workers() if args.workers is None else args.workers
-    loader = data.eval_loader(data.EnsembleEvalSet(val, recipe, means, test == "tencrop"),
-                              args.batch or net.train.batch, workers)
-    problems = data.ProblemLog()
-    segment = provenance.record(args.command_line, seed=0, workers=workers, data=[val])
-    with owned(loader):
-        members, together = ensemble.evaluate_ensemble(models, groups, loader, net.output.type, device, problems)
-    notes = ["ten crops" if test == "tencrop" else "centre crop"]
-    if len(means) > 1:
-        notes.append(f"{len(means)} different training means, each checkpoint its own")
-    skipped = problems.take()
-    if skipped:
-        notes.append(f"{skipped} skipped")
-    print(f"{net.name}: {len(models)} checkpoints, their {net.output.type} probabilities averaged, on "
-          f"{together['images']} images of {val.root} ({'; '.join(notes)})")
-    width = max(len(path) for path in args.checkpoint)
-    for path, result in [*zip(args.checkpoint, members), ("ensemble", together)]:
-        print(f"  {path:<{width}}  top-1 error {result['top1_err']:.2%}, top-5 error {result['top5_err']:.2%}")
-    _write_json(args, {**together, "test": test, "skipped_images": skipped, "members": members}, segment, states)
+        files.replace(Path(args.json), json.dumps(found.record(args.nets[0]), indent=1) + "\n")
     return 0
-
-
-def _common_classes(states: list[dict], paths: list[str]) -> list[str]:
-    """The classes every checkpoint was trained on; a checkpoint with others is refused by name."""
-    first = list(states[0]["classes"])
-    for state, path in zip(states[1:], paths[1:]):
-        if list(state["classes"]) != first:
-            raise NetError(f"its classes ({_listed(state['classes'])}) are not those of {paths[0]} "
-                           f"({_listed(first)}): an ensemble averages the same classes", path)
-    return first
-
-
-def _listed(names) -> str:
-    names = list(names)
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

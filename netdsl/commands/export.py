@@ -48,7 +48,7 @@ def run(args) -> int:
     from .. import compile_net, parse_file
     from ..codegen.onnx_export import OPSET, to_onnx
     from ..runner.checkpoint import load_checkpoint
-    from ..runner.evaluate import load_weights
+    from ..runner.model import load_weights
 
     net = parse_file(args.net)
     output = Path(args.output)

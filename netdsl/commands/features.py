@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from .. import parse_file
     from ..inspect.features import check_layer, load_trained, sidecars, split_folder, write_features
-    from ..runner.evaluate import default_workers, flushing_denormals
+    from ..runner.model import default_workers, flushing_denormals
 
     net = parse_file(args.net)
     layer = check_layer(net, args.layer)

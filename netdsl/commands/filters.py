@@ -36,7 +36,7 @@ def run(args) -> int:
     from .. import compile_net, parse_file
     from ..inspect.filters import draw_filters, kernel_layer
     from ..runner.checkpoint import load_checkpoint
-    from ..runner.evaluate import load_weights
+    from ..runner.model import load_weights
 
     net = parse_file(args.net)
     layer = kernel_layer(net, args.layer)   # a wrong name is refused before the checkpoint is read

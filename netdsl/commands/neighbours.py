@@ -41,7 +41,7 @@ def run(args) -> int:
     from .. import parse_file
     from ..inspect.features import check_layer, load_trained
     from ..inspect.neighbours import find_neighbours, report, write_picture
-    from ..runner.evaluate import default_workers, flushing_denormals
+    from ..runner.model import default_workers, flushing_denormals
 
     net = parse_file(args.net)
     layer = check_layer(net, args.layer)

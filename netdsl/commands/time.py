@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from ..argtypes import positive
-from ..runner.evaluate import check_devices, default_devices, flushing_denormals
+from ..runner.model import check_devices, default_devices, flushing_denormals
 from ..runner.timing import as_json, table, time_net
 from .eval import parse_devices
 

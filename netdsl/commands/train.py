@@ -11,14 +11,14 @@ parallelism) is netdsl/runner/train.py's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 
 from ..argtypes import count, positive
 from ..errors import NetError
 from ..language import values
-from ..language.parse import parse_text
 from ..runner import train
-from ..runner.evaluate import flushing_denormals
+from ..runner.model import flushing_denormals
 from .eval import add_model_arguments
 
 
@@ -56,12 +56,14 @@ def schedule_flag(text: str) -> tuple[str, float | None, tuple[int, ...]]:
     stages in proportion (`--epochs 60 --schedule "multistep(42, 54)"` for 1000 epochs of
     `multistep(700, 900)`) without an edit to the file."""
     try:
-        document = parse_text(f"[train]\nschedule = {text}\n", "--schedule")
-        return values.schedule(document.sections[0].entries[0].value)
+        return values.schedule_of_text(text, "--schedule")
     except NetError as err:
         raise argparse.ArgumentTypeError(f"{err.message} in `{text}`") from None
 
 
 def run(args) -> int:
+    import netdsl
+
+    options = train.Options(**{field.name: getattr(args, field.name) for field in dataclasses.fields(train.Options)})
     with flushing_denormals():
-        return train.train_command(args)
+        return train.train_run(netdsl.parse_file(args.net), options)

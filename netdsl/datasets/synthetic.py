@@ -138,11 +138,11 @@ def recipe_changes(train) -> dict:
     return {"epochs": min(EPOCHS, train.epochs), "batch": min(BATCH, train.batch)}
 
 
-def describe(net, args) -> str:
+def describe(net, options) -> str:
     """The data, and each [train] key the run changes, for the line a run prints at its start."""
     changed = [f"{key} {value} (the file says {getattr(net.train, key)})"
                for key, value in recipe_changes(net.train).items()
-               if getattr(args, key) is None and value != getattr(net.train, key)]
+               if getattr(options, key) is None and value != getattr(net.train, key)]
     return (f"{class_count(net)} classes, {TRAIN_PER_CLASS} training and {VAL_PER_CLASS} validation "
             f"images a class; " + (", ".join(changed) + "; " if changed else "")
             + "the rest of the recipe is the file's")

@@ -38,7 +38,7 @@ from .. import files
 from ..errors import NetError, did_you_mean
 from ..runner import checkpoint, data
 from ..runner.activations import LayerOutputs
-from ..runner.evaluate import build_model, default_devices, load_weights
+from ..runner.model import build_model, default_devices, load_weights
 from ..runner.workers import owned
 
 

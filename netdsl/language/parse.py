@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import lark
 from lark import Lark, Transformer, v_args
 
 from ..errors import NetError
-from ..codegen.resources import resource_dir
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Document:
 def _parser() -> Lark:
     """The LALR parser, with _ToDocument run as it reduces each rule: no tree is built and walked
     again, which halves the time of a long file; every position comes from a token."""
-    grammar = (resource_dir("grammars") / "netdsl.lark").read_text()
+    grammar = (Path(__file__).parent / "netdsl.lark").read_text()   # the language's own, beside it
     return Lark(grammar, parser="lalr", maybe_placeholders=False, transformer=_ToDocument())
 
 

@@ -174,6 +174,15 @@ def schedule(value: Value) -> tuple[str, float | None, tuple[int, ...]]:
     fail(value, f"expected {SCHEDULE_FORMS}, got `{value}`{hint}")
 
 
+def schedule_of_text(text: str, where: str) -> tuple[str, float | None, tuple[int, ...]]:
+    """A schedule written as a .net file writes it (`multistep(42, 54)`), read by the file's own
+    grammar and checks; NetError naming `where` (a flag, an argument) otherwise."""
+    from .parse import parse_text
+
+    document = parse_text(f"[train]\nschedule = {text}\n", where)
+    return schedule(document.sections[0].entries[0].value)
+
+
 def milestones(value: Value) -> tuple[int, ...]:
     """The epochs of `multistep(E1, E2, ...)`: at least one, positive integers, strictly increasing."""
     args = value.data[1]
@@ -238,6 +247,8 @@ def written(x: Any) -> str:
         return f"{x[0]}({', '.join(written(a) for a in x[1:])})" if len(x) > 1 else x[0]
     if isinstance(x, tuple):
         return ", ".join(map(written, x))
+    if x is None:
+        return "none"
     if isinstance(x, bool):
         return "yes" if x else "no"
     if isinstance(x, float):

@@ -7,7 +7,7 @@ applied to the input resized by each of `scales`, each map resized back, the max
     size = 7
     scales = 0.63, 0.79, 1, 1.26, 1.59
 
-Its keys are conv's (without `round`) and `scales`. The torch backend runs si_conv2d
+Its keys are conv's (`round = floor` only) and `scales`. The torch backend runs si_conv2d
 (codegen_templates/torch/si_conv.py.j2); the triton backend its warp-max kernel.
 """
 from __future__ import annotations
@@ -25,15 +25,12 @@ class SIConv(Conv):
     name = "siconv"
     kernels = ("si_warp_max",)
     colour = "#9ecae1"
-    keys = {**{k: key for k, key in Conv.keys.items() if k != "round"},
+    keys = {**Conv.keys, "round": Key(v.choice("floor"), "floor", "`floor` only: every scale's map resized to it"),
             "scales": Key(v.scales, help="the factors the input is resized by")}
 
     def helpers(self, layer, net, backend):
         own = () if backend == "triton" else ("torch/si_conv.py.j2",)
         return super().helpers(layer, net, backend) + own
-
-    def conv_output(self, o, h, w, what="kernel"):
-        return super().conv_output({**o, "round": "floor"}, h, w, what)
 
     def scale_maps(self, o, inp):
         """(scale, resized input H, W, conv output H, W) for each scale, as F.interpolate sizes them."""
@@ -65,7 +62,7 @@ class SIConv(Conv):
         return conv + len(o["scales"]) * out.numel  # plus the max over scales
 
     def derived(self, o, inp, out, groups, split):
-        return {**super().derived({**o, "round": "floor"}, inp, out, groups, split),
+        return {**super().derived(o, inp, out, groups, split),
                 "scale_maps": tuple(self.scale_maps(o, inp))}
 
     def onnx(self, g, layer, x):

@@ -10,7 +10,8 @@ experiment (netdsl/scale_invariance/ builds on it, never the reverse).
     provenance.py  where a run or an evaluation came from: versions, commit, command, data
     preemption.py  SIGTERM and SIGINT stop a run after the step under way
     workers.py     data loader worker processes ended on every way out of a command
-    evaluate.py    top-1 and top-5 error; the model built and a checkpoint's weights loaded
+    model.py       the model on its devices: devices checked, the network built, a checkpoint's weights loaded
+    evaluate.py    top-1 and top-5 error of a model, and of checkpoints (one, or an ensemble) on a split
     activations.py any layer's output, the generated forward run one layer at a time
     ensemble.py    several checkpoints of one network scored together, probabilities averaged
     timing.py      a training step timed layer by layer, and the memory each layer keeps

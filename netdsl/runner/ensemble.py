@@ -81,3 +81,18 @@ def evaluate_ensemble(models, groups: list[int], loader, output_type: str, devic
     if not together.images:
         raise NetError("no validation image could be read: every one was skipped")
     return [tally.result() for tally in members], together.result()
+
+
+def common_classes(states: list[dict], paths: list[str]) -> list[str]:
+    """The classes every checkpoint was trained on; a checkpoint with others is refused by name."""
+    first = list(states[0]["classes"])
+    for state, path in zip(states[1:], paths[1:]):
+        if list(state["classes"]) != first:
+            raise NetError(f"its classes ({listed(state['classes'])}) are not those of {paths[0]} "
+                           f"({listed(first)}): an ensemble averages the same classes", path)
+    return first
+
+
+def listed(names) -> str:
+    names = list(names)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -1,87 +1,21 @@
 """Evaluation: top-1 and top-5 error of a model over a loader, the evaluation train uses each
-epoch and `netdsl eval` (netdsl/commands/eval.py) runs on a checkpoint; and what both commands
-share to build the model: devices checked, the model compiled, a checkpoint's weights loaded.
+epoch, and of checkpoints (one, or an ensemble) on a held-out split, which `netdsl eval`
+(netdsl/commands/eval.py) and netdsl.evaluate run. The model itself, on its devices, is
+netdsl/runner/model.py's, shared with training.
 
 Ten crops average the softmax (or sigmoid) probabilities of the four corners, the centre and
 their reflections, as the paper does.
 """
 from __future__ import annotations
 
-import contextlib
-import os
+import dataclasses
 
 import torch
 
 from . import data
 from ..devices.distributed import SINGLE, World
-from ..argtypes import usable_cores
 from ..errors import NetError
 from ..layers.registry import REGISTRY
-
-
-def default_workers() -> int:
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this machine
-    return max(1, min(4, usable_cores() // processes))
-
-
-def check_devices(devices, backend: str) -> None:
-    """Refuse, before anything runs or is written, a device this machine lacks, and the triton backend
-    where its kernels cannot run: they need CUDA, or Triton's interpreter (TRITON_INTERPRET=1)."""
-    import netdsl
-
-    for name in devices or []:
-        device = torch.device(name)
-        if device.type != "cuda":
-            continue
-        if not torch.cuda.is_available():
-            raise NetError(f"--devices {name}: this machine has no CUDA GPU that PyTorch can use")
-        count = torch.cuda.device_count()
-        if (device.index or 0) >= count:
-            raise NetError(f"--devices {name}: this machine has {count} CUDA GPU{'s' if count > 1 else ''}, "
-                           f"cuda:0 to cuda:{count - 1}")
-    # Where `auto` would not take triton, the model is not all on CUDA
-    if backend == "triton" and netdsl.resolve_backend("auto", default_devices(devices)) != "triton":
-        from triton import knobs  # what Triton itself read from TRITON_INTERPRET
-
-        if not knobs.runtime.interpret:
-            raise NetError("--backend triton runs its kernels on CUDA GPUs, and this run would use the CPU; "
-                           "use --backend torch (or auto), or set TRITON_INTERPRET=1 to run the kernels in "
-                           "Triton's interpreter, slowly")
-
-
-def default_devices(devices):
-    """--devices, else the first GPU if there is one, else None (the CPU)."""
-    if devices is None and torch.cuda.is_available():
-        return ["cuda:0"]
-    return devices
-
-
-@contextlib.contextmanager
-def flushing_denormals():
-    """Denormal floats flushed to zero while a command runs: x86 CPUs compute with them 10 to
-    100 times slower, and a saturated softmax fills the gradients with them (a tiny network's
-    steps went from 0.7 ms to 25 ms here). The default comes back afterwards."""
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
-def build_model(net, backend: str, devices):
-    """The compiled network and the device its input goes to."""
-    import netdsl
-
-    model = netdsl.compile_net(net, backend=backend, devices=devices)
-    return model, torch.device(devices[0] if devices else "cpu")
-
-
-def load_weights(model, state: dict, where: str) -> None:
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise NetError(f"the checkpoint does not fit this network: {first[0].strip()}", where) from None
 
 
 def probabilities(model, views: torch.Tensor, output_type: str) -> torch.Tensor:
@@ -134,3 +68,71 @@ def _sums(model, loader, output_type: str, device, problems: data.ProblemLog) ->
         top5 += wrong(probs, y, 5)
         images += len(y)
     return [loss, top1, top5, images]
+
+
+# ---------------------------------------------------------------- checkpoints on a held-out split
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The error of one checkpoint, or of an ensemble and each of its members, on a split."""
+    net: str              # the network's name
+    split: str            # val or test
+    folder: str           # the split's folder read
+    test: str             # center or tencrop
+    result: dict          # top1_err, top5_err, loss, images (the ensemble's, for several checkpoints)
+    members: list         # each checkpoint's result in an ensemble; [] for one checkpoint
+    skipped: int          # images that could not be read
+    means: int            # distinct training means among the checkpoints
+    provenance: dict      # this evaluation's record (runner/provenance.py)
+    checkpoints: list     # each checkpoint's path, epoch and training records
+
+    def record(self, net_path: str) -> dict:
+        """`netdsl eval --json`'s record."""
+        result = {**self.result, "test": self.test, "skipped_images": self.skipped}
+        if self.members:
+            result["members"] = self.members
+        return {"net": net_path, "split": self.split, "result": result, "provenance": self.provenance,
+                "checkpoints": self.checkpoints}
+
+
+def evaluate_checkpoints(net, checkpoints: list, data_dir, split: str = "val", test: str | None = None,
+                         batch: int | None = None, workers: int | None = None, backend: str = "auto",
+                         devices=None, compile: bool = False, command_line=()) -> Evaluation:
+    """Top-1 and top-5 error of the checkpoints of `net` (several: an ensemble, their probabilities
+    averaged) on data_dir/<split>, each image minus its checkpoint's training mean. The caller sets
+    the forward's precision (precision.autocast) and flushing_denormals, as `netdsl eval` does."""
+    from . import checkpoint, ensemble, precision, provenance
+    from .model import build_model, default_devices, default_workers, load_weights
+    from .workers import owned
+
+    paths = [str(path) for path in checkpoints]
+    states = [checkpoint.load(path) for path in paths]
+    classes = ensemble.common_classes(states, paths)
+    recipe = data.Recipe.of(net)
+    val = data.open_val(data_dir, recipe, classes, split)
+    means, groups = ensemble.distinct_means([checkpoint.checked_mean(state, recipe.resize, path)
+                                             for state, path in zip(states, paths)])
+    devices = default_devices(devices)
+    models = []
+    for state, path in zip(states, paths):
+        model, device = build_model(net, backend, devices)
+        load_weights(model, state, path)
+        models.append(precision.compiled(model, compile))
+    test = test or net.train.test
+    workers = default_workers() if workers is None else workers
+    batch = batch or net.train.batch
+    if len(models) == 1:
+        loader = data.eval_loader(data.EvalSet(val, recipe, means[0], test == "tencrop"), batch, workers)
+    else:
+        loader = data.eval_loader(data.EnsembleEvalSet(val, recipe, means, test == "tencrop"), batch, workers)
+    problems = data.ProblemLog()
+    segment = provenance.record(list(command_line), seed=0, workers=workers, data=[val])
+    with owned(loader):
+        if len(models) == 1:
+            result, members = evaluate(models[0], loader, net.output.type, device, problems), []
+        else:
+            members, result = ensemble.evaluate_ensemble(models, groups, loader, net.output.type, device, problems)
+    return Evaluation(net.name, split, str(val.root), test, result, members, problems.take(), len(means),
+                      provenance.ended(segment, 0),
+                      [{"path": path, "epoch": state.get("epoch"), "provenance": state.get("provenance", [])}
+                       for path, state in zip(paths, states)])

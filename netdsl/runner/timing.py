@@ -63,7 +63,7 @@ from ..codegen.interpret import Interpreter, layer_steps
 from ..devices.placement import SplitNet
 from ..language.ir import Layer, Net
 from ..layers.registry import REGISTRY
-from .evaluate import build_model
+from .model import build_model
 from .train import train_loss
 
 WARMUP = 2          # rounds before the measured ones: the first builds oneDNN primitives, caches, ...
@@ -105,7 +105,8 @@ class Decomposed:
         views = self.model.group_views()
         runs = []
         for step in self.model.steps:
-            run = _step_runner(self.model, step, views, last=step.layer.name == self.net.output.name)
+            output = REGISTRY[step.layer.type].role == "output"   # the main output or an auxiliary head
+            run = _step_runner(self.model, step, views, output)
             runs.append(LayerRun(step.layer, run, self._params(step.layer)))
         return runs
 
@@ -131,10 +132,10 @@ def _evaluator(interpreter: Interpreter, step, model: torch.nn.Module) -> Callab
     return lambda values: interpreter(step, values, model)
 
 
-def _step_runner(model: SplitNet, step, views, last: bool) -> Callable[[dict], Value]:
-    """A SplitNet step; the last gathers the logits onto devices[0], as forward() does."""
-    if last:
-        return lambda values: model.logits(model.run_step(step, values, views))
+def _step_runner(model: SplitNet, step, views, output: bool) -> Callable[[dict], Value]:
+    """A SplitNet step; an output's gathers its logits onto devices[0], as forward() does."""
+    if output:
+        return lambda values: model.logits(model.run_step(step, values, views), step.layer)
     return lambda values: model.run_step(step, values, views)
 
 

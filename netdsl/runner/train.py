@@ -112,10 +112,55 @@ from ..language.check import TRAIN_KEYS
 from ..layers.registry import REGISTRY
 from . import checkpoint, data, precision, preemption, provenance, runlock
 from .workers import owned
-from .evaluate import build_model, check_devices, default_devices, default_workers, evaluate, load_weights
+from .model import build_model, check_devices, default_devices, default_workers, load_weights
+from .evaluate import evaluate
 from .optim import get_lr, make_optimizer, set_lr
 
 FORMAT = 1
+
+
+# ---------------------------------------------------------------- how a run is made
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """A run's settings beside its network: what `netdsl train`'s flags set (netdsl/commands/train.py)
+    and netdsl.train's keyword arguments. None keeps the file's [train] value, or the default."""
+    data: str | None = None           # a folder with train/ and val/; None: the built-in shapes
+    out: str | None = None            # the run folder; None: runs/<net name>
+    epochs: int | None = None         # overrides of the [train] recipe
+    batch: int | None = None
+    lr: float | None = None
+    schedule: tuple | None = None     # (kind, own factor, milestones), as language/values.py reads one
+    precision: str | None = None
+    resume: bool = False              # continue the run folder's checkpoint.pt
+    seed: int | None = None           # None: 0, or a resumed run's own
+    backend: str = "auto"
+    devices: tuple | None = None      # None: cuda:0 if there is a GPU, else the CPU; one a group splits them
+    workers: int | None = None        # data loading processes; None: up to 4, one per core
+    compile: bool = False             # train and validate through torch.compile
+    command_line: tuple = ()          # recorded in provenance.jsonl (the CLI gives its argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What netdsl.train returns: where the run is and how it ended."""
+    run_dir: Path
+    status: int           # 0: the last epoch saved; 143 or 130: stopped by SIGTERM or SIGINT, resumable
+    epochs: list          # metrics.jsonl: a record an epoch trained, in order (a resumed run's earlier ones too)
+
+    @property
+    def best(self) -> dict | None:
+        """The epoch of the lowest validation top-1 error (best.pt's), or None before any."""
+        return min(self.epochs, key=lambda record: record["val_top1_err"], default=None)
+
+
+def train(net, options: Options = Options()) -> TrainResult:
+    """train_run, and the run's epochs read back from its folder."""
+    status = train_run(net, options)
+    run_dir = Path(options.out or Path("runs") / net.name)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return TrainResult(run_dir, status, [json.loads(line) for line in lines if line.strip()])
 
 
 # ---------------------------------------------------------------- the schedule
@@ -366,19 +411,19 @@ def _resume_state(run_dir: Path, resume: bool, net) -> dict | None:
     return state
 
 
-def _flags(args, net) -> dict:
+def _flags(options, net) -> dict:
     """The [train] keys the run changes: the flags, and for the built-in data its own budget."""
-    flags = {key: getattr(args, key) for key in ("epochs", "batch", "lr", "precision") if getattr(args, key) is not None}
-    if args.schedule is not None:
-        kind, own_factor, milestones = args.schedule
+    flags = {key: getattr(options, key) for key in ("epochs", "batch", "lr", "precision") if getattr(options, key) is not None}
+    if options.schedule is not None:
+        kind, own_factor, milestones = options.schedule
         # multistep cuts by the file's `gamma`, which a file of another schedule cannot write
         gamma = net.train.gamma if net.train.schedule == "multistep" else TRAIN_KEYS["gamma"].default
         flags.update(schedule=kind, milestones=milestones, gamma=gamma if own_factor is None else own_factor)
-    builtin = synthetic.recipe_changes(net.train) if args.data is None else {}
+    builtin = synthetic.recipe_changes(net.train) if options.data is None else {}
     return {**builtin, **flags}
 
 
-def _check_milestones(config, args, net) -> None:
+def _check_milestones(config, options, net) -> None:
     """A milestone past the last epoch never cuts lr: an error in a flag, a warning when --epochs
     shortens the file's own schedule (the run is then the protocol's first epochs). The same for
     a milestone inside the warm-up (where the file's own cannot be) and a warm-up that lasts the
@@ -393,30 +438,30 @@ def _check_milestones(config, args, net) -> None:
     late = [epoch for epoch in config.milestones if epoch > config.epochs]
     if not late:
         return
-    if args.schedule is not None:
+    if options.schedule is not None:
         raise NetError(f"--schedule: milestone {late[0]} comes after the last epoch ({config.epochs}): "
                        "lr would never be cut there")
     print(f"warning: {net.path}: {config.epochs} epochs end before the schedule's milestone "
           f"{late[0]}, so lr is not cut there; --schedule stages a shorter run", file=sys.stderr)
 
 
-def _resolve(args, net, state):
+def _resolve(options, net, state):
     """The [train] recipe with the flags applied, and the seed."""
-    config = dataclasses.replace(net.train, **_flags(args, net))
+    config = dataclasses.replace(net.train, **_flags(options, net))
     if state is None:  # a resumed run keeps its checkpoint's schedule
-        _check_milestones(config, args, net)
+        _check_milestones(config, options, net)
     else:  # and its optimizer (make_optimizer's kind; the checkpoint's groups bring its settings)
         config = dataclasses.replace(config, optimizer=state["config"].get("optimizer", "sgd"))
-    seed = args.seed if args.seed is not None else (state["seed"] if state else 0)
+    seed = options.seed if options.seed is not None else (state["seed"] if state else 0)
     return config, seed
 
 
-def _data_folder(args, net, world: World) -> Path:
-    if args.data is not None:
-        return Path(args.data)
+def _data_folder(options, net, world: World) -> Path:
+    if options.data is not None:
+        return Path(options.data)
     root = synthetic.builtin_dataset(net)  # written atomically: processes may draw it at once
     if world.main:
-        print(f"no --data: training on the built-in shapes at {root}: {synthetic.describe(net, args)}")
+        print(f"no --data: training on the built-in shapes at {root}: {synthetic.describe(net, options)}")
     return root
 
 
@@ -427,13 +472,13 @@ def _listing(*folders: data.Folder) -> str:
     return hashlib.sha256(json.dumps(names).encode()).hexdigest()
 
 
-def _check_classes(args, net, train, state) -> None:
-    if args.data is not None and len(train.classes) != net.classes:
+def _check_classes(options, net, train, state) -> None:
+    if options.data is not None and len(train.classes) != net.classes:
         raise NetError(f"train/ has {len(train.classes)} classes but the network's output "
-                       f"[{net.output.name}] has {net.classes}", args.data)
+                       f"[{net.output.name}] has {net.classes}", options.data)
     if state is not None and list(train.classes) != list(state["classes"]):
         raise NetError("the data's classes differ from those the run was trained on",
-                       str(args.data or "built-in data"))
+                       str(options.data or "built-in data"))
 
 
 def _write_sources(run_dir: Path, net, backend: str, devices) -> None:
@@ -715,20 +760,20 @@ class Trainer:
         checkpoint.save(self.state(stop.epoch, None, stop.progress), self.latest)
 
 
-def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: World,
+def _setup(options, net, run_dir: Path, state: dict | None, workers: int, world: World,
            devices) -> Trainer:
     """The data checked and its statistics loaded, the model built with its initial weights."""
-    config, seed = _resolve(args, net, state)
+    config, seed = _resolve(options, net, state)
     trained_in = state["config"].get("precision", "fp32") if state is not None else config.precision
     if trained_in != config.precision and world.main:
         print(f"{run_dir}: trained in {trained_in} so far, goes on in {config.precision} as "
-              f"{'--precision' if args.precision else 'the file'} says (the weights are float32 either way)")
+              f"{'--precision' if options.precision else 'the file'} says (the weights are float32 either way)")
     if (warning := precision.cpu_fp16_warning(config.precision, devices)) and world.main:
         print(warning, file=sys.stderr)
-    data_dir = _data_folder(args, net, world)
+    data_dir = _data_folder(options, net, world)
     recipe = data.Recipe.of(net)
     train, val = data.open_folders(data_dir, recipe)
-    _check_classes(args, net, train, state)
+    _check_classes(options, net, train, state)
     world.check_same(lambda: _listing(train, val), "the processes see different train/ or val/ "
                      "files; every machine needs the same data directory")
     world.from_main(lambda: checkpoint.remove_stale_tmp(run_dir))  # the folder is ours: locked
@@ -736,35 +781,34 @@ def _setup(args, net, run_dir: Path, state: dict | None, workers: int, world: Wo
     stats = data.load_stats(train, recipe, [data_dir, run_dir], workers, problems, world)
     problems.take()  # the images skipped there are counted again in each epoch that skips them
     torch.manual_seed(seed)  # the initial weights, the same in every process
-    model, device = build_model(net, args.backend, devices)
-    world.from_main(lambda: _write_sources(run_dir, net, args.backend, devices))
-    evaluated = precision.compiled(model, args.compile)
+    model, device = build_model(net, options.backend, devices)
+    world.from_main(lambda: _write_sources(run_dir, net, options.backend, devices))
+    evaluated = precision.compiled(model, options.compile)
     replica = world.replicate(model, devices)
     optimizer, schedule = make_optimizer(model, net, config), Schedule.of(config)
     set_lr(optimizer, schedule.first_lr)  # a warm-up's start (a resumed run's comes from its checkpoint)
     return Trainer(net, run_dir, config, seed, recipe, train, val, stats, workers, model, device,
                    optimizer, schedule, problems, world,
-                   evaluated if replica is model else precision.compiled(replica, args.compile), evaluated,
+                   evaluated if replica is model else precision.compiled(replica, options.compile), evaluated,
                    devices, precision.grad_scaler(config.precision, devices))
 
 
-def train_command(args) -> int:
-    """The run `netdsl train` asks for (netdsl/commands/train.py has its flags)."""
-    import netdsl
+def train_run(net, options: Options = Options()) -> int:
+    """Train `net` (a checked Net) as `options` say; the exit status `netdsl train` gives: 0 once the
+    last epoch is saved, 143 or 130 where SIGTERM or SIGINT stopped it (its checkpoint written).
+    NetError for a user error (the data, the run folder, a resume that does not fit)."""
+    check_devices(options.devices, options.backend)
+    distributed.check_batch(_flags(options, net).get("batch", net.train.batch), distributed.world_size(),
+                            options.batch is not None)
+    with distributed.session(options.devices) as (world, devices):
+        return _train_in(options, net, world, default_devices(devices))
 
-    net = netdsl.parse_file(args.net)
-    check_devices(args.devices, args.backend)
-    distributed.check_batch(_flags(args, net).get("batch", net.train.batch), distributed.world_size(),
-                            args.batch is not None)
-    with distributed.session(args.devices) as (world, devices):
-        return _train_in(args, net, world, default_devices(devices))
 
-
-def _train_in(args, net, world: World, devices) -> int:
+def _train_in(options, net, world: World, devices) -> int:
     """The run, in one of the world's processes, the run folder locked for all of it."""
-    run_dir = Path(args.out or Path("runs") / net.name)
-    with _holding_run_folder(run_dir, args.resume, world):
-        return _train_locked(args, net, world, devices, run_dir)
+    run_dir = Path(options.out or Path("runs") / net.name)
+    with _holding_run_folder(run_dir, options.resume, world):
+        return _train_locked(options, net, world, devices, run_dir)
 
 
 def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
@@ -772,13 +816,13 @@ def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
     print(_epoch_line(record, trainer.config.epochs), flush=True)
 
 
-def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
+def _train_locked(options, net, world: World, devices, run_dir: Path) -> int:
     # rank 0 alone reads, checks and writes the folder; from_main hands its NetError (a full
     # disk, a network that is not the run's) to every process, so none waits for it forever
-    state = world.from_main(lambda: _resume_state(run_dir, args.resume, net))
-    workers = default_workers() if args.workers is None else args.workers
-    trainer = _setup(args, net, run_dir, state, workers, world, devices)
-    first, start = trainer.restore(state, args.lr) if state is not None else (1, EpochProgress())
+    state = world.from_main(lambda: _resume_state(run_dir, options.resume, net))
+    workers = default_workers() if options.workers is None else options.workers
+    trainer = _setup(options, net, run_dir, state, workers, world, devices)
+    first, start = trainer.restore(state, options.lr) if state is not None else (1, EpochProgress())
     epochs = trainer.config.epochs
     world.from_main(lambda: _trim_metrics(run_dir / "metrics.jsonl", first - 1))
     if first > epochs:
@@ -789,7 +833,7 @@ def _train_locked(args, net, world: World, devices, run_dir: Path) -> int:
     # rank 0's record, the one it writes: no other process lists the data or asks git again
     trainer.segments = world.from_main(lambda: [
         *provenance.earlier(state, run_dir / "provenance.jsonl"),
-        provenance.record(args.command_line, seed=trainer.seed, workers=workers,
+        provenance.record(options.command_line, seed=trainer.seed, workers=workers,
                           data=[trainer.train, trainer.val], world_size=world.size)])
     world.from_main(trainer.write_provenance)
     train_batches, val_batches = trainer.loaders()
