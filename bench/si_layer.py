@@ -1,4 +1,4 @@
-"""SI layers forward+backward: netdsl's torch backend against the formula as DESIGN.md writes it.
+"""SI layers forward+backward: netdsl's torch backend against the formula as docs/language.md writes it.
 
     python bench/si_layer.py                     # nets/mnist_scale_si.net's two SI layers, batch 128
     python bench/si_layer.py --repeats 15 --threads 1
@@ -35,7 +35,7 @@ import netdsl
 
 
 def formula_si_conv2d(x, conv, scales, size):
-    """The SI layer as DESIGN.md writes it."""
+    """The SI layer as docs/language.md writes it."""
     bl = dict(mode="bilinear", align_corners=False)
     maps = [F.interpolate(conv(F.interpolate(x, scale_factor=s, **bl)), size=size, **bl) for s in scales]
     return torch.stack(maps).max(dim=0).values

@@ -52,7 +52,7 @@ def paper_dropout(x, training: bool, p: float = 0.5):
 
 
 def si_formula(x, conv, scales, neuron=F.relu):
-    """The SI layer as DESIGN.md writes it: resize, conv, resize back, max over scales."""
+    """The SI layer as docs/language.md writes it: resize, conv, resize back, max over scales."""
     bl = dict(mode="bilinear", align_corners=False)
     size = conv(x).shape[-2:]
     z = [F.interpolate(conv(F.interpolate(x, scale_factor=s, **bl)), size=size, **bl) for s in scales]

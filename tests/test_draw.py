@@ -3,7 +3,7 @@
     pytest tests/test_draw.py
 
 The DOT text is parsed back here (boxes, their columns and labels; arrows, their colour and
-labels) and held against the checked IR by rules written from DESIGN.md's GPU groups, not by
+labels) and held against the checked IR by rules written from docs/language.md's GPU groups, not by
 the drawing's code: a split layer is a box per group, `data` and what reads it alone are one
 box; `connect = all` weighted layers read every group, the rest their own; a chunk is
 C*H*W / G float32 values. None of this needs Graphviz's `dot`; one test renders an SVG when
@@ -106,7 +106,7 @@ def parse_dot(source: str) -> tuple[dict, list]:
 
 
 def per_group(layer, net) -> bool:
-    """DESIGN.md: every tensor after `data` is split over the groups; `data`, and a weightless
+    """docs/language.md, GPU groups: every tensor after `data` is split over the groups; `data`, and a weightless
     layer reading it directly, is whole in every group."""
     return net.groups > 1 and layer.split
 

@@ -20,6 +20,8 @@ AlexNet.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections import Counter
 from pathlib import Path
 
@@ -114,9 +116,11 @@ def trainer(tmp_path, *flags):
     argv = ["train", str(net), "--data", str(make_folder(tmp_path / "data")), "--out", str(tmp_path / "run"),
             "--workers", "0", "--batch", "8", *flags]
     args = cli.build_parser(argv).parse_args(argv)
+    options = train.Options(**{field.name: getattr(args, field.name) for field in dataclasses.fields(train.Options)
+                               if hasattr(args, field.name)})
     parsed = netdsl.parse_file(net)
     (tmp_path / "run").mkdir()
-    t = train._setup(args, parsed, tmp_path / "run", None, 0, SINGLE, None)
+    t = train._setup(options, parsed, tmp_path / "run", None, 0, SINGLE, None)
     batches, _ = t.loaders()
     batches.sampler.set_epoch(1, 0)
     return t, next(iter(batches))

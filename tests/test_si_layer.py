@@ -2,7 +2,7 @@
 
     pytest tests/test_si_layer.py
 
-DESIGN.md defines the layer as, for each scale s_i,
+docs/language.md defines the layer as, for each scale s_i,
 z_i = F.interpolate(conv(F.interpolate(x, scale_factor=s_i, **bl)), size=conv(x).shape[-2:], **bl)
 with bl = dict(mode="bilinear", align_corners=False), and the output as the elementwise maximum over i;
 reference.si_formula computes exactly that. The generated helper computes it on channels-last maps and

@@ -56,7 +56,7 @@ class Layer:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The [train] section with defaults filled in (DESIGN.md, 'The [train] section')."""
+    """The [train] section with defaults filled in (docs/language.md, 'The `[train]` section')."""
     batch: int = 128
     epochs: int = 90
     optimizer: str = "sgd"            # sgd | nesterov (PaperSGD) | adam | adamw (torch.optim's)

@@ -2,7 +2,9 @@
 experiment (netdsl/scale_invariance/ builds on it, never the reverse).
 
     data.py        image folders, crops, reflections, lighting, the cached mean and covariance
-    train.py       the training loop, the schedule, resume, the run folder
+    train.py       the training loop and resume; netdsl.train's Options
+    schedule.py    the learning rate an epoch: plateau, step, multistep, cosine, warm-up
+    run_folder.py  one run a folder, locked; the checks of a resumed run; metrics.jsonl
     precision.py   autocast to bf16 or fp16, fp16's loss scaler, torch.compile
     optim.py       the paper's SGD update, with each layer's lr_mult and decay_mult
     checkpoint.py  checkpoints written atomically and read back with weights_only

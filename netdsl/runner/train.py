@@ -107,14 +107,14 @@ from ..devices import distributed
 from ..devices.distributed import World
 from ..devices.placement import load_optimizer_state, optimizer_state
 from ..errors import NetError
-from ..language import netdiff
 from ..language.check import TRAIN_KEYS
 from ..layers.registry import REGISTRY
-from . import checkpoint, data, precision, preemption, provenance, runlock
+from . import checkpoint, data, precision, preemption, provenance, run_folder
 from .workers import owned
 from .model import build_model, check_devices, default_devices, default_workers, load_weights
 from .evaluate import evaluate
 from .optim import get_lr, make_optimizer, set_lr
+from .schedule import Schedule
 
 FORMAT = 1
 
@@ -161,91 +161,6 @@ def train(net, options: Options = Options()) -> TrainResult:
     metrics = run_dir / "metrics.jsonl"
     lines = metrics.read_text().splitlines() if metrics.exists() else []
     return TrainResult(run_dir, status, [json.loads(line) for line in lines if line.strip()])
-
-
-# ---------------------------------------------------------------- the schedule
-
-# torchvision's references warm up with LinearLR(start_factor=--lr-warmup-decay, default 0.01)
-WARMUP_START = 0.01
-
-
-@dataclasses.dataclass
-class Schedule:
-    """The lr after each epoch, and the best validation error so far (best.pt's).
-
-    `plateau` waits for the error to start falling: the paper lowers the rate "when the
-    validation error rate stopped improving", and an error that has never moved below its
-    first epoch's (a network still at chance) has not stopped improving, it has not started.
-
-    `warmup = N` comes before any schedule, as torchvision's references chain LinearLR and the
-    main scheduler with SequentialLR: epoch e <= N trains at base_lr * (0.01 + 0.99 (e - 1) / N),
-    epoch N + 1 at base_lr, and the schedule runs from there as if the run began at N + 1 (step
-    and plateau count from it; multistep's milestones, epochs of the whole run, come after it).
-    `cosine` is CosineAnnealingLR over the epochs after the warm-up, T = epochs - N of them:
-    epoch N + 1 + k trains at base_lr * (1 + cos(pi k / T)) / 2. Both are closed forms of the
-    epoch (the factor() below, torch's _get_closed_form_lr), computed here like the other
-    schedules' rules so that one dataclass holds every schedule's state and a checkpoint
-    restores it exactly; torch's schedulers, stepped, multiply the previous lr by a ratio and
-    drift from the formula in the last bits.
-    """
-    kind: str                         # plateau | step | multistep | cosine | none
-    gamma: float                      # the factor of each cut
-    patience: int
-    milestones: tuple[int, ...] = ()  # multistep's epochs (a checkpoint from before multistep has none)
-    best_err: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    improving: bool = False           # some epoch after the first has beaten the best before it
-    warmup: int = 0                   # epochs of linear warm-up (checkpoints from before it have none)
-    epochs: int = 0                   # the run's epochs when it began: cosine's length
-    base_lr: float = 0.0              # the lr the warm-up rises to and cosine falls from
-
-    def __post_init__(self):
-        self.milestones = tuple(self.milestones)  # a checkpoint may hold them as a list
-
-    @staticmethod
-    def of(config) -> "Schedule":
-        """The schedule a TrainConfig asks for, before its first epoch."""
-        return Schedule(config.schedule, config.gamma, config.patience, config.milestones,
-                        warmup=config.warmup, epochs=config.epochs, base_lr=config.lr)
-
-    def factor(self, epoch: int) -> float | None:
-        """base_lr's factor for epoch `epoch` where the warm-up or cosine fixes it; None where the
-        lr is the previous epoch's after the schedule's own rule (step, multistep, plateau, none)."""
-        if epoch <= self.warmup:
-            return WARMUP_START + (1 - WARMUP_START) * (epoch - 1) / self.warmup
-        if self.kind == "cosine":
-            return (1 + math.cos(math.pi * (epoch - 1 - self.warmup) / max(self.epochs - self.warmup, 1))) / 2
-        return 1.0 if epoch == self.warmup + 1 else None
-
-    @property
-    def first_lr(self) -> float:
-        """The lr of the first epoch: base_lr, or its warm-up's start."""
-        return self.base_lr * self.factor(1)
-
-    def rebase(self, epoch: int, lr: float) -> None:
-        """--lr on resume: epoch `epoch` trains at `lr`, and a warm-up or cosine goes on from it in
-        proportion (base_lr such that factor(epoch) gives it)."""
-        factor = self.factor(epoch)
-        self.base_lr = lr / factor if factor else lr
-
-    def after_epoch(self, epoch: int, lr: float, val_err: float) -> tuple[float, bool]:
-        """The next epoch's lr, and whether this epoch is the best so far."""
-        improved = val_err < self.best_err
-        if improved:
-            self.improving = self.improving or self.best_err < math.inf
-            self.best_err, self.best_epoch, self.bad_epochs = val_err, epoch, 0
-        elif self.improving:
-            self.bad_epochs += 1
-        if epoch <= self.warmup:
-            self.bad_epochs = 0  # a plateau is looked for once the warm-up is over
-        if (factor := self.factor(epoch + 1)) is not None:
-            lr = self.base_lr * factor
-        elif self.kind == "step" or (self.kind == "multistep" and epoch in self.milestones):
-            lr *= self.gamma
-        elif self.kind == "plateau" and self.bad_epochs >= self.patience:
-            lr, self.bad_epochs = lr * self.gamma, 0
-        return lr, improved
 
 
 # ---------------------------------------------------------------- one epoch
@@ -297,119 +212,6 @@ class Stop(NamedTuple):
 
 
 # ---------------------------------------------------------------- the run folder
-
-def _append_line(path: Path, record: dict) -> None:
-    files.append(path, json.dumps(record) + "\n")
-
-
-def _trim_metrics(path: Path, last_epoch: int) -> None:
-    """Keep the epochs the checkpoint holds: a run killed after logging an epoch but before its
-    checkpoint logs that epoch again when resumed."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines()
-             if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch]
-    files.replace(path, "".join(line + "\n" for line in lines))
-
-
-def _nothing_to_resume(run_dir: Path) -> NetError:
-    return NetError("nothing to resume: no checkpoint.pt (run without --resume to start)", str(run_dir))
-
-
-def _lock_run_folder(run_dir: Path, resume: bool) -> runlock.RunLock:
-    """The run folder, made if need be (not for --resume, which needs it to exist), locked for
-    this process: the lock comes before anything in the folder is read or written."""
-    if resume and not run_dir.is_dir():
-        raise _nothing_to_resume(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NetError(f"cannot create the run folder: {err.strerror}", str(run_dir)) from None
-    return runlock.acquire(run_dir)
-
-
-@contextlib.contextmanager
-def _holding_run_folder(run_dir: Path, resume: bool, world: World):
-    """The run folder locked for as long as the block runs, by rank 0 alone (the one process
-    that writes it); the NetError of a folder another run holds reaches every process."""
-    held = []
-    world.from_main(lambda: held.append(_lock_run_folder(run_dir, resume)))  # the lock stays here
-    try:
-        yield
-    finally:
-        for lock in held:
-            lock.release()
-
-
-def _open_run(run_dir: Path, resume: bool) -> dict | None:
-    """The checkpoint to resume from, or None for a fresh run; NetError where that is wrong."""
-    latest = run_dir / "checkpoint.pt"
-    if resume:
-        if not latest.exists():
-            raise _nothing_to_resume(run_dir)
-        return checkpoint.load(latest)
-    if latest.exists():
-        raise NetError("already holds a run; pass --resume to continue it or --out to start "
-                       "another", str(run_dir))
-    return None
-
-
-# The [train] keys a resumed run takes from its checkpoint, whatever the file says (restore()).
-CONTINUED_ON_RESUME = ("optimizer", "lr", "momentum", "weight_decay", "betas", "eps", "schedule", "gamma",
-                       "patience", "warmup", "lr_mult", "decay_mult")
-
-
-def _trained_net(state: dict, latest: Path):
-    """The network the run was trained on, read from the checkpoint's copy of its text by this
-    version of netdsl, so that both sides of a comparison get the same defaults; None where the
-    text is missing or no longer parses."""
-    import netdsl
-
-    text = state.get("net_text")
-    if not isinstance(text, str):
-        return None
-    try:
-        return netdsl.parse_string(text, f"{latest} (its .net text)")
-    except NetError:
-        return None
-
-
-def _recipe_note(key: str) -> str:
-    if key not in CONTINUED_ON_RESUME:
-        return ""
-    if key == "lr":
-        return " (not followed: a resumed run keeps its checkpoint's lr; --lr sets it)"
-    return f" (not followed: a resumed run keeps its checkpoint's {key})"
-
-
-def _check_resumed_net(net, state: dict, run_dir: Path) -> list[str]:
-    """--resume's check of the file against the network the run was trained on, before anything
-    is loaded into a model or written: NetError with `netdsl diff`'s summary where the layers
-    differ (as checked, so comments and layout do not count); else a line for each change of
-    the recipe, saying which ones the resumed run does not follow."""
-    if state.get("net_text") == net.text:
-        return []
-    latest = run_dir / "checkpoint.pt"
-    trained = _trained_net(state, latest)
-    if trained is None:  # loading the weights still refuses a network of other shapes
-        print(f"warning: {latest}: cannot compare {net.path} with the network the run was trained "
-              "on: the checkpoint's copy of its text is missing or no longer parses", file=sys.stderr)
-        return []
-    changed = netdiff.network_diff(trained, net)
-    if changed:
-        raise NetError(f"is not the network {run_dir} was trained on, so it cannot resume it: "
-                       + "; ".join(changed) + "; pass --out to train it as a new run", net.path)
-    return [f"{run_dir}: {line}{_recipe_note(key)}" for key, line in netdiff.recipe_changes(trained, net)]
-
-
-def _resume_state(run_dir: Path, resume: bool, net) -> dict | None:
-    """_open_run's checkpoint, the network checked against it and its recipe changes printed."""
-    state = _open_run(run_dir, resume)
-    if state is not None:
-        for line in _check_resumed_net(net, state, run_dir):
-            print(line)
-    return state
-
 
 def _flags(options, net) -> dict:
     """The [train] keys the run changes: the flags, and for the built-in data its own budget."""
@@ -479,14 +281,6 @@ def _check_classes(options, net, train, state) -> None:
     if state is not None and list(train.classes) != list(state["classes"]):
         raise NetError("the data's classes differ from those the run was trained on",
                        str(options.data or "built-in data"))
-
-
-def _write_sources(run_dir: Path, net, backend: str, devices) -> None:
-    import netdsl
-
-    files.replace(run_dir / f"{net.name}.net", net.text)
-    resolved = netdsl.resolve_backend(backend, devices)
-    files.replace(run_dir / f"{net.name}.py", netdsl.generate_source(net, resolved))
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -749,7 +543,7 @@ class Trainer:
         """metrics.jsonl, then checkpoint.pt, then best.pt: a kill between them, or a write that
         fails (files.WriteError), loses nothing that resuming (which trims metrics.jsonl to the
         checkpoint and remakes a missing best.pt) does not repair."""
-        _append_line(self.run_dir / "metrics.jsonl", record)
+        run_folder.append_line(self.run_dir / "metrics.jsonl", record)
         checkpoint.save(self.state(epoch, record), self.latest)
         if record["best"]:
             checkpoint.publish_copy(self.latest, self.run_dir / "best.pt")
@@ -782,7 +576,7 @@ def _setup(options, net, run_dir: Path, state: dict | None, workers: int, world:
     problems.take()  # the images skipped there are counted again in each epoch that skips them
     torch.manual_seed(seed)  # the initial weights, the same in every process
     model, device = build_model(net, options.backend, devices)
-    world.from_main(lambda: _write_sources(run_dir, net, options.backend, devices))
+    world.from_main(lambda: run_folder.write_sources(run_dir, net, options.backend, devices))
     evaluated = precision.compiled(model, options.compile)
     replica = world.replicate(model, devices)
     optimizer, schedule = make_optimizer(model, net, config), Schedule.of(config)
@@ -807,7 +601,7 @@ def train_run(net, options: Options = Options()) -> int:
 def _train_in(options, net, world: World, devices) -> int:
     """The run, in one of the world's processes, the run folder locked for all of it."""
     run_dir = Path(options.out or Path("runs") / net.name)
-    with _holding_run_folder(run_dir, options.resume, world):
+    with run_folder.holding(run_dir, options.resume, world):
         return _train_locked(options, net, world, devices, run_dir)
 
 
@@ -819,12 +613,12 @@ def _save_epoch(trainer: Trainer, epoch: int, record: dict) -> None:
 def _train_locked(options, net, world: World, devices, run_dir: Path) -> int:
     # rank 0 alone reads, checks and writes the folder; from_main hands its NetError (a full
     # disk, a network that is not the run's) to every process, so none waits for it forever
-    state = world.from_main(lambda: _resume_state(run_dir, options.resume, net))
+    state = world.from_main(lambda: run_folder.resume_state(run_dir, options.resume, net))
     workers = default_workers() if options.workers is None else options.workers
     trainer = _setup(options, net, run_dir, state, workers, world, devices)
     first, start = trainer.restore(state, options.lr) if state is not None else (1, EpochProgress())
     epochs = trainer.config.epochs
-    world.from_main(lambda: _trim_metrics(run_dir / "metrics.jsonl", first - 1))
+    world.from_main(lambda: run_folder.trim_metrics(run_dir / "metrics.jsonl", first - 1))
     if first > epochs:
         if world.main:
             print(f"{run_dir} has trained {first - 1} epochs already (of {epochs}); "
