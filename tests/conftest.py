@@ -25,6 +25,24 @@ CANON = ("alexnet_1gpu", "caffe_alexnet", "googlenet", "resnet18", "resnet50", "
 SEED_NETS = sorted(path.stem for path in NETS.glob("*.net") if path.stem not in CANON)
 
 
+# The slow tier: modules that train, start processes, compile kernels or run them in Triton's
+# interpreter. `pytest -m "not slow"` runs the rest, the language, code generation and unit tests,
+# in under a minute on 2 cores; `pytest` runs everything (CI and the README's second command).
+SLOW_MODULES = {
+    "test_runner", "test_runner_faults", "test_runner_kill", "test_runner_signals", "test_runner_reference",
+    "test_distributed", "test_distributed_faults", "test_fault_matrix", "test_multinode", "test_ensemble",
+    "test_precision", "test_provenance", "test_inspect", "test_invariance", "test_scale_eval", "test_time",
+    "test_triton_kernels", "test_triton_compile", "test_canon", "test_export", "test_cli", "test_data_prepare",
+    "test_fashion_mnist", "test_mnist_scale", "test_bench_kernels", "test_experiment_scripts", "test_placement",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def one_line_error(capsys, code, *words) -> str:
     """The one line a user error prints: exit status 2, one line on stderr, no traceback, each of
     `words` in it."""

@@ -90,13 +90,16 @@ def _fan_in_out(layer) -> tuple[int, int]:
     return inputs * field, outputs * field
 
 
-@pytest.mark.parametrize("path, bound", [
-    ("nets/fashion_tf.net", lambda fan_in, fan_out: math.sqrt(6 / (fan_in + fan_out))),  # Glorot uniform
-    ("nets/fashion_tiny.net", lambda fan_in, fan_out: 1 / math.sqrt(fan_in)),            # PyTorch's default
+@pytest.mark.parametrize("path, bound, bias", [
+    # Keras: Glorot uniform weights, zero biases
+    ("nets/fashion_tf.net", lambda fan_in, fan_out: math.sqrt(6 / (fan_in + fan_out)), lambda bound: 0.0),
+    # PyTorch's default: weights and biases uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    ("nets/fashion_tiny.net", lambda fan_in, fan_out: 1 / math.sqrt(fan_in), lambda bound: ("uniform", -bound, bound)),
 ])
-def test_fashion_networks_start_from_their_codes_init(path, bound):
+def test_fashion_networks_start_from_their_codes_init(path, bound, bias):
     net = netdsl.parse_file(path)
     for layer in (layer for layer in net.layers if layer.params):
         kind, low, high = layer.options["init"]
-        assert kind == "uniform" and layer.options["bias"] == 0, layer.name
+        assert kind == "uniform", layer.name
         assert high == -low == pytest.approx(bound(*_fan_in_out(layer)), rel=1e-4), layer.name
+        assert layer.options["bias"] == bias(high), layer.name
