@@ -9,7 +9,7 @@ The pipeline, one wing a stage: language/ (parse.py text to sections, check.py s
 the IR in ir.py, shapes inferred), codegen/ (render.py IR to source through
 codegen_templates/, load.py source to module), devices/ (placement), runner/ (training and
 evaluation), with datasets/, scale_invariance/ (the SI paper's experiment) and commands/
-(one module a `netdsl` command) beside them; README.md's Layout section draws the tree.
+(one module a `netdsl` command) beside them; docs/layout.md draws the tree.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The package's layout (README.md, Layout): the wings, who may import whom, the commands.
+"""The package's layout (docs/layout.md): the wings, who may import whom, the commands.
 
     pytest tests/test_layout.py
 

@@ -1,5 +1,5 @@
 """Past one machine: two torchrun "nodes" on this one (`--nnodes 2`, c10d rendezvous on
-127.0.0.1, one process each), as a user on two machines starts them (README, "Several machines").
+127.0.0.1, one process each), as a user on two machines starts them (docs/devices.md, "Several machines").
 
     pytest tests/test_multinode.py
 
@@ -31,7 +31,7 @@ from test_runner_kill import _slow_folder
 
 
 def node_command(port: int, net: Path, data: Path, run: Path, *flags) -> list[str]:
-    """One machine's command: what the README shows, with this machine's address for both."""
+    """One machine's command: what docs/devices.md shows, with this machine's address for both."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "netdsl-test",
             "-m", "netdsl", "train", str(net), "--data", str(data), "--out", str(run), *map(str, flags)]

@@ -179,7 +179,7 @@ class Plain(nn.Module):
 
 def read_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """N x 3 x 8 x 8 raw 0..255 float32 images and their labels; classes sorted by name, files
-    sorted within a class (the layout README.md documents)."""
+    sorted within a class (the layout docs/training.md documents)."""
     images, labels = [], []
     classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
     for label, name in enumerate(classes):
