@@ -33,16 +33,9 @@ def parse_string(text: str | bytes, path: str = "<string>") -> Net:
 
 def parse_file(path: str | Path) -> Net:
     """Parse and check a `.net` file; raise NetError(.path, .line, .col) pointing at the fault."""
-    path = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NetError("no such file", path) from None
-    except IsADirectoryError:
-        raise NetError("is a directory, not a .net file", path) from None
-    except OSError as err:
-        raise NetError(f"cannot read it: {err.strerror}", path) from None
-    return parse_string(data, path)
+    from .files import read_input
+
+    return parse_string(read_input(path, "a .net file"), str(path))
 
 
 def load_net(net: Net | str | Path) -> Net:

@@ -4,6 +4,7 @@
     with files.replacing(run / "checkpoint.pt") as out:
         torch.save(state, out)                      # streamed into the temporary file
     files.append(run / "metrics.jsonl", line)       # all of the line, or none of it
+    data = files.read_input("nets/alexnet.net", "a .net file")   # or the one NetError saying why not
     with files.building(out / "features.npy") as tmp:
         array = numpy.lib.format.open_memmap(tmp, "w+", ...)   # a writer that wants a name
 
@@ -215,3 +216,16 @@ def remove_stale_temporaries(folder: Path) -> None:
     for entry in Path(folder).iterdir():
         if _STALE.search(entry.name) and entry.is_file():
             _remove_quietly(entry)
+
+
+def read_input(path: str | Path, kind: str) -> bytes:
+    """The bytes of a file the user named (a .net, a .prototxt, an IDX file: `kind`), or the one
+    NetError that says why it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NetError("no such file", str(path)) from None
+    except IsADirectoryError:
+        raise NetError(f"is a directory, not {kind}", str(path)) from None
+    except OSError as err:
+        raise NetError(f"cannot read it: {err.strerror}", str(path)) from None

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import files
 from ..errors import NetError
 
 # type code -> big-endian numpy dtype (LeCun's page lists these six)
@@ -37,14 +38,7 @@ class IdxSet(NamedTuple):
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise NetError("no such file", str(path)) from None
-    except IsADirectoryError:
-        raise NetError("is a directory, not an IDX file", str(path)) from None
-    except OSError as err:
-        raise NetError(f"cannot read it: {err.strerror}", str(path)) from None
+    raw = files.read_input(path, "an IDX file")
     if not raw.startswith(GZIP_MAGIC):
         return raw
     try:

@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import files
 from ..errors import NetError
 from .netwriter import Imported, Names, NetText, Origin, Section, call, one_line_errors, written
 from .prototxt import Message, Reader, Scalar, parse_prototxt
@@ -101,14 +102,7 @@ class CaffeLayer:
 
 
 def _read(path: str | Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NetError("no such file", str(path)) from None
-    except IsADirectoryError:
-        raise NetError("is a directory, not a .prototxt file", str(path)) from None
-    except OSError as err:
-        raise NetError(f"cannot read it: {err.strerror}", str(path)) from None
+    return files.read_input(path, "a .prototxt file")
 
 
 class CaffeImporter:

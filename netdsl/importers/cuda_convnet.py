@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import files
 from ..errors import NetError
 from .netwriter import Imported, Names, NetText, Origin, Section, call, one_line_errors, written
 from .prototxt import decode
@@ -170,14 +171,7 @@ def _read_ini(path: str, data: bytes) -> tuple[configparser.ConfigParser, _Locat
 
 
 def _read(path: str | Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NetError("no such file", str(path)) from None
-    except IsADirectoryError:
-        raise NetError("is a directory, not a .cfg file", str(path)) from None
-    except OSError as err:
-        raise NetError(f"cannot read it: {err.strerror}", str(path)) from None
+    return files.read_input(path, "a .cfg file")
 
 
 class CudaConvnetImporter:

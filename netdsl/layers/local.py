@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..language import values as v
-from ..language.values import Key
 from .base import LayerType, divide, register
 from .conv import Conv, in_per_group
 from .neuron import onnx_nodes
-from .weights import WEIGHT_KEYS, param_count
+from .weights import param_count
 
 
 @register
