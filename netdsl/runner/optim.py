@@ -66,6 +66,7 @@ from __future__ import annotations
 import torch
 
 from ..devices.placement import fused_parameters
+from ..layers.registry import REGISTRY
 
 
 class PaperSGD(torch.optim.Optimizer):
@@ -105,19 +106,17 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
 
-BLOBS = ("weight", "bias")  # the W and B of `lr_mult = W, B` and `decay_mult = W, B`
-
-
 def parameter_groups(model: torch.nn.Module, net) -> list[dict]:
-    """One group per weighted layer's weight and bias, in the model's order, with the layer's
-    multipliers for it. A tensor split over GPU groups is one group of its slices."""
+    """One group per parameter (a layer's weight, bias, batch norm's scale and shift), in the
+    model's order, with the multipliers its layer's type gives it (LayerType.multipliers: the
+    W and B of `lr_mult = W, B` and `decay_mult = W, B`). A tensor split over GPU groups is one
+    group of its slices."""
     groups = []
     for name, params in fused_parameters(model).items():
-        layer, blob = name.rsplit(".", 1)
-        options = net.layer(layer).options
-        index = BLOBS.index(blob)
-        groups.append({"params": params, "lr_mult": options["lr_mult"][index],
-                       "decay_mult": options["decay_mult"][index]})
+        layer_name, tensor = name.rsplit(".", 1)
+        layer = net.layer(layer_name)
+        lr_mult, decay_mult = REGISTRY[layer.type].multipliers(layer.options, tensor)
+        groups.append({"params": params, "lr_mult": lr_mult, "decay_mult": decay_mult})
     return groups
 
 
