@@ -33,6 +33,7 @@ COMMANDS = {
     "neighbours": ("netdsl.commands.neighbours", "the training images nearest to test images by a layer's activations (Figure 4)"),
     "draw": ("netdsl.commands.draw", "the network as a picture (PNG, SVG or DOT), groups side by side"),
     "import": ("netdsl.commands.import_net", "a Caffe or cuda-convnet network as a .net file, exact or refused"),
+    "runs": ("netdsl.commands.runs", "a table of run folders: recipe changes, epochs, best and test error, time, commit"),
 }
 
 

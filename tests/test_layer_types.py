@@ -1423,3 +1423,18 @@ def test_diff_writes_values_as_a_net_file_does():
     lines = diff(a, b)
     assert any(line.startswith("~ [a] bias ") for line in lines) and any(line.startswith("~ [e] coeffs ") for line in lines)
     assert not any("None" in line for line in lines), lines
+
+
+def test_a_synced_batchnorm_is_refused_in_several_cpu_processes_pointing_at_it():
+    """SyncBatchNorm exchanges its statistics on CUDA only: torchrun on the CPU would stop at the first
+    step with PyTorch's ValueError; the run is refused before it starts, at the layer."""
+    from netdsl.runner.model import check_layers_run
+
+    text = ("[data]\ntype = data\nshape = 3x8x8\n[c]\ntype = conv\nfilters = 4\nsize = 3\n"
+            "[bn]\ntype = batchnorm\nsync = yes\n[fc]\ntype = fc\noutputs = 3\n[prob]\ntype = softmax\n")
+    net = netdsl.parse_string(text, "synced.net")
+    with pytest.raises(netdsl.NetError) as refused:
+        check_layers_run(net, None, 2)
+    assert (refused.value.line, refused.value.col) == (8, 1) and "SyncBatchNorm" in str(refused.value)   # [bn]
+    check_layers_run(net, None, 1)                                      # one process: plain batch norm
+    check_layers_run(netdsl.parse_string(text.replace("sync = yes", "sync = no")), None, 2)

@@ -17,6 +17,7 @@ defines the flags and run(args) calls the wing that does the work.
     features.py    a layer's activations over a split, to a .npy (inspect/features.py)
     neighbours.py  the nearest training images by a layer's activations (inspect/neighbours.py)
     import_net.py  a Caffe or cuda-convnet network as a .net file (importers/)
+    runs.py        a table of run folders: recipe changes, errors, time, commit (runner/runs.py)
 
 Imports nothing itself, so cli.py can list the commands without loading them.
 """

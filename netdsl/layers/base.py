@@ -184,6 +184,11 @@ class LayerType:
         index = ("weight", "bias").index(tensor)
         return options["lr_mult"][index], options["decay_mult"][index]
 
+    def cannot_run(self, layer, on_cuda: bool, processes: int) -> str | None:
+        """Why this layer cannot run where a run puts it (on CUDA or not, in how many training
+        processes), or None."""
+        return None
+
     # ------------------------------------------------------------ outputs
 
     def loss(self, logits, y, label_smoothing: float = 0.0):

@@ -64,6 +64,12 @@ class BatchNorm(LayerType):
                                           g.weight(layer, "running_var")], "bn", epsilon=layer.options["eps"])
         return onnx_nodes(g, layer.options["neuron"], y)
 
+    def cannot_run(self, layer, on_cuda, processes):
+        if layer.options["sync"] and processes > 1 and not on_cuda:
+            return ("`sync = yes` is torch.nn.SyncBatchNorm, which exchanges statistics between processes "
+                    "on CUDA devices only; train on GPUs, or write `sync = no` (each process its own statistics)")
+        return None
+
     def shard(self, fused, g, groups, device):
         from torch.nn.utils import skip_init
 

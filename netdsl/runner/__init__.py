@@ -17,4 +17,5 @@ experiment (netdsl/scale_invariance/ builds on it, never the reverse).
     activations.py any layer's output, the generated forward run one layer at a time
     ensemble.py    several checkpoints of one network scored together, probabilities averaged
     timing.py      a training step timed layer by layer, and the memory each layer keeps
+    runs.py        run folders read back for `netdsl runs`: epochs, best and test error, time, commit
 """

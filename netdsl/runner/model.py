@@ -46,6 +46,17 @@ def check_devices(devices, backend: str) -> None:
                            "Triton's interpreter, slowly")
 
 
+def check_layers_run(net, devices, processes: int) -> None:
+    """Refuse, before anything runs, a layer its type says cannot run on these devices in this many
+    processes (LayerType.cannot_run), pointing at it."""
+    from ..layers.registry import REGISTRY
+
+    on_cuda = bool(devices) and all(torch.device(d).type == "cuda" for d in devices)
+    for layer in net.layers:
+        if (why := REGISTRY[layer.type].cannot_run(layer, on_cuda, processes)) is not None:
+            raise NetError(f"[{layer.name}] {why}", net.path, layer.line, layer.col)
+
+
 def default_devices(devices):
     """--devices, else the first GPU if there is one, else None (the CPU)."""
     if devices is None and torch.cuda.is_available():

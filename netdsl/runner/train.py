@@ -111,7 +111,7 @@ from ..language.check import TRAIN_KEYS
 from ..layers.registry import REGISTRY
 from . import checkpoint, data, precision, preemption, provenance, run_folder
 from .workers import owned
-from .model import build_model, check_devices, default_devices, default_workers, load_weights
+from .model import build_model, check_devices, check_layers_run, default_devices, default_workers, load_weights
 from .evaluate import evaluate
 from .optim import get_lr, make_optimizer, set_lr
 from .schedule import Schedule
@@ -595,6 +595,7 @@ def train_run(net, options: Options = Options()) -> int:
     distributed.check_batch(_flags(options, net).get("batch", net.train.batch), distributed.world_size(),
                             options.batch is not None)
     with distributed.session(options.devices) as (world, devices):
+        check_layers_run(net, default_devices(devices), world.size)
         return _train_in(options, net, world, default_devices(devices))
 
 
