@@ -11,8 +11,9 @@ object an epoch, is what makes a folder a run; the rest is read where it is ther
 - epochs done (the last record's `epoch`), the lowest `val_top1_err` and the epoch of it (the
   first, if several tie, as best.pt keeps), the median `images_per_s` over the epochs;
 - the test error: a `RUN/*.json` that `netdsl eval --json` wrote, whose record has `"split":
-  "test"` and a `result` with `top1_err`; of several, the newest (its evaluation's end time, else
-  the file's modification time);
+  "test"` and a `result` with `top1_err`; of several, those of best.pt first (the checkpoint the
+  run keeps as its result), then the newest (its evaluation's end time, else the file's
+  modification time);
 - the wall time: the sum over provenance.jsonl's segments of `ended` - `started` (a segment
   without an end, running or killed, counts nothing); where no segment has both, the sum of the
   epochs' `epoch_s` in metrics.jsonl if every epoch has one; `wall_time_from` says which;
@@ -156,7 +157,7 @@ def _read_commit(run: Run, segments: list[dict]) -> None:
 
 
 def _read_test(run: Run, folder: Path) -> None:
-    """The newest `netdsl eval --json` record of the test split in the folder."""
+    """The `netdsl eval --json` record of the test split in the folder: best.pt's, the newest."""
     found = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -171,10 +172,13 @@ def _read_test(run: Run, folder: Path) -> None:
         made = record.get("provenance") if isinstance(record.get("provenance"), dict) else {}
         when = _time(made.get("ended")) or _time(made.get("started")) or datetime.datetime.fromtimestamp(
             path.stat().st_mtime, datetime.timezone.utc)
-        found.append((when, path.name, path, record))
+        checkpoints = record.get("checkpoints")
+        of_best = (isinstance(checkpoints, list) and len(checkpoints) == 1 and isinstance(checkpoints[0], dict)
+                   and Path(str(checkpoints[0].get("path", ""))).name == "best.pt")
+        found.append((of_best, when, path.name, path, record))
     if not found:
         return
-    _, _, path, record = max(found, key=lambda item: item[:2])
+    *_, path, record = max(found, key=lambda item: item[:3])
     run.test_file = str(path)
     run.test_top1_err = record["result"]["top1_err"]
     top5 = record["result"].get("top5_err")
@@ -253,8 +257,8 @@ COLUMNS = ("run", "network", "recipe vs first", "epochs", "best val top-1", "at 
 RIGHT = {"epochs", "best val top-1", "at epoch", "test top-1", "wall time", "img/s"}
 
 
-def table(runs: list[Run]) -> str:
-    """The runs as a text table, one row each, a blank where a run has no value yet."""
+def cells(runs: list[Run]) -> list[list[str]]:
+    """The table's cells, a list of COLUMNS' texts a run, '' where a run has no value yet."""
     rows = []
     for index, run in enumerate(runs):
         wall = duration(run.wall_time_s) + ("*" if run.wall_time_from == "metrics" else "")
@@ -262,6 +266,12 @@ def table(runs: list[Run]) -> str:
                      "" if run.epochs is None else str(run.epochs), _percent(run.best_val_top1_err),
                      "" if run.best_epoch is None else str(run.best_epoch), _percent(run.test_top1_err),
                      wall, _speed(run.images_per_s), commit_text(run)])
+    return rows
+
+
+def table(runs: list[Run]) -> str:
+    """The runs as a text table, one row each, a blank where a run has no value yet."""
+    rows = cells(runs)
     widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(COLUMNS)]
 
     def line(cells):
