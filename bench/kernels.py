@@ -159,7 +159,8 @@ def maxpool_case(net, layer, triton_module, torch_module, device: torch.device, 
     o = layer.options
     c, h, w = layer.in_shape
     x = torch.relu(torch.randn(batch, c, h, w, device=device)).to(dtype).requires_grad_()
-    eager = lambda x: F.max_pool2d(x, o["size"], o["stride"], o["pad"], ceil_mode=o["round"] == "ceil")
+    def eager(x):
+        return F.max_pool2d(x, o["size"], o["stride"], o["pad"], ceil_mode=o["round"] == "ceil")
     implementations = {
         "triton": getattr(triton_module, f"maxpool_{layer.name}"),
         "eager = torch backend": eager,

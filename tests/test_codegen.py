@@ -6,15 +6,21 @@ and read the diff before committing it.
 """
 import ast
 import os
+import py_compile
 from pathlib import Path
 
 import pytest
 import torch
 
 import netdsl
+from netdsl.codegen.render import helper_code
 from netdsl.language.check import MODULE_ATTRIBUTES
 
-GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+# The helper code the generated modules include as it is written: plain Python, named .py.in
+HELPERS = sorted(p.relative_to(ROOT / "codegen_templates").as_posix()
+                 for p in (ROOT / "codegen_templates").rglob("*.py.in"))
 
 
 @pytest.mark.parametrize("name, backend", [("alexnet", "torch"), ("mnist_scale_si", "torch"), ("euronet", "torch"),
@@ -28,6 +34,20 @@ def test_generated_source_matches_golden_file(name, backend):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(source)
     assert source == golden.read_text()
+
+
+@pytest.mark.parametrize("path", HELPERS)
+def test_each_helper_file_is_plain_python(path, tmp_path):
+    text = (ROOT / "codegen_templates" / path).read_text()
+    assert not any(mark in text for mark in ("{{", "{%", "{#")), "Jinja in a file the generated module includes as is"
+    py_compile.compile(str(ROOT / "codegen_templates" / path), cfile=str(tmp_path / "helper.pyc"), doraise=True)
+
+
+@pytest.mark.parametrize("path", HELPERS)
+def test_a_helper_is_included_verbatim_from_its_first_definition(path):
+    # what comes before, the docstring and imports that let a linter check the file alone, is left out
+    code = helper_code(path)
+    assert code.startswith(("def ", "class ", "@")) and code in (ROOT / "codegen_templates" / path).read_text()
 
 
 @pytest.mark.parametrize("path", sorted(str(p) for p in Path("nets").glob("*.net")))

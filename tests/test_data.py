@@ -297,7 +297,7 @@ def test_training_crops_flips_and_mean_follow_the_seed(tmp_path):
     x, label = dataset[(2, 1)]
     assert torch.equal(x, dataset[(2, 1)][0]) and label == train.samples[1][1]
     image = data.read_image(train.samples[1][0], recipe()).astype(np.float32) - stats.mean_image
-    crops = [image[t:t + 12, l:l + 12] for t in range(3) for l in range(3)]
+    crops = [image[top:top + 12, left:left + 12] for top in range(3) for left in range(3)]
     candidates = crops + [c[:, ::-1] for c in crops]
     assert any(np.allclose(x.numpy().transpose(1, 2, 0), c, atol=1e-4) for c in candidates)
     seen = {tuple(dataset[(e, 1)][0].flatten()[:8].tolist()) for e in range(12)}

@@ -424,7 +424,7 @@ def test_the_model_parallel_pairs_are_one_layer_over_two_groups():
                                     network_only=True)
     net = imported.net
     assert net.groups == 2
-    assert [(l.name, l.type) for l in net.layers] == [("data", "data"), ("conv1", "conv"), ("rnorm1", "lrn"),
+    assert [(layer.name, layer.type) for layer in net.layers] == [("data", "data"), ("conv1", "conv"), ("rnorm1", "lrn"),
                                                       ("conv2", "conv"), ("fc1", "fc"), ("fc2", "fc"), ("probs", "softmax")]
     assert net.layer("conv1").options["filters"] == 32 and net.layer("conv1").options["connect"] == "all"
     assert net.layer("conv2").options["connect"] == "group" and net.layer("conv2").options["filters"] == 32

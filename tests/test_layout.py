@@ -6,6 +6,7 @@ Read from the source with `ast`, so a rule broken in a function's lazy import co
 """
 import ast
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -181,3 +182,11 @@ def test_no_module_outside_the_layer_types_tests_a_type_by_name():
                 if len(listed) >= 2 and sum(value in REGISTRY for value in listed) >= 2:
                     found.append(f"{path.name}:{node.lineno}")
     assert found == []
+
+
+def test_the_code_and_the_kernels_pass_ruff():
+    """ruff, as pyproject.toml configures it, over netdsl/, tests/, bench/ and the plain kernel and helper
+    files the generated modules include (codegen_templates/**/*.py.in)."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."],
+                            cwd=PACKAGE.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

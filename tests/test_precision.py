@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from functorch.compile import make_boxed_func
 from torch._dynamo.backends.registry import lookup_backend

@@ -15,7 +15,6 @@ does, on its slow images so that a run lasts a few seconds.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import json
 import os
 import re

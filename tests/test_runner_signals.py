@@ -30,6 +30,7 @@ from netdsl.runner import train
 from test_data import make_folder, tiny_net
 from faultmatrix import same_training
 from test_runner_kill import _env, _slow_folder, _wait_for
+from conftest import cli_train
 
 EPOCHS = 3
 DETERMINISTIC = ("epoch", "train_loss", "val_loss", "val_top1_err", "val_top5_err", "lr",
@@ -161,8 +162,8 @@ def test_a_checkpoint_from_before_step_resumes_as_before(tmp_path):
     """Format-1 checkpoints written before `step` existed resume at the next epoch."""
     folder = make_folder(tmp_path / "data")
     net = tiny_net(tmp_path)
-    train = lambda out, *flags: cli.main(["train", str(net), "--data", str(folder), "--out", str(out),
-                                          "--workers", "0", *map(str, flags)])
+    def train(out, *flags):
+        return cli_train(net, folder, out, *flags)
     assert train(tmp_path / "whole", "--epochs", 2) == 0
     assert train(tmp_path / "old", "--epochs", 1) == 0
     state = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)

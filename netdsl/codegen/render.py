@@ -5,10 +5,10 @@
 Each layer type's template (netdsl/layers/<type>.py.j2, loaded as `layers/<type>.py.j2`) provides the macros
 `init` (its line in __init__), `forward` (the expression computing it) and `weights` (its
 initialisation in build()). Module-level helpers a type needs (the torch LRN, the Triton
-kernels) are templates in codegen_templates/ named by the layer type, rendered once per network; a
-helper template may also define a macro `bind(layer, net)`, the layer's module-level line
-binding its constants to the helper (`lrn_rnorm1 = functools.partial(...)`), placed after
-all the helpers in the network's order.
+kernels) are plain Python files in codegen_templates/ (<backend>/<name>.py.in) that the layer type
+names, each included once per network as it is written (see helper_code); the type also gives each
+layer's module-level lines binding its constants to them (`lrn_rnorm1 = functools.partial(...)`),
+placed after all the helpers in the network's order.
 """
 from __future__ import annotations
 
@@ -122,18 +122,34 @@ def _forward_lines(net: Net, backend: str) -> list[tuple[str, str]]:
             *aux, (f"return {logits}, {heads}", "the main logits, then each auxiliary head's")]
 
 
+# What may come before a helper file's first definition: its header, which the generated module leaves out
+HEADER = (ast.Import, ast.ImportFrom, ast.Assign)
+
+
+@lru_cache(maxsize=None)
+def helper_code(name: str) -> str:
+    """A helper file of codegen_templates/ (`torch/lrn.py.in`) as the generated module includes it: verbatim,
+    from its first function or class on. What comes before is the file's header, its docstring and the
+    imports and names (OPS) that let it stand alone for a linter; the generated module's own header
+    (module.py.j2) defines them."""
+    text = (resource_dir("codegen_templates") / name).read_text()
+    body = ast.parse(text, name).body
+    first = next(i for i, node in enumerate(body) if isinstance(node, (ast.FunctionDef, ast.ClassDef)))
+    for i, node in enumerate(body[:first]):
+        docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if not (docstring or isinstance(node, HEADER)):
+            raise ValueError(f"codegen_templates/{name}, line {node.lineno}: before the first definition, "
+                             "which the generated module leaves out, only a docstring, imports and names")
+    start = body[first - 1].end_lineno if first else 0
+    return "\n".join(text.splitlines()[start:]).strip()
+
+
 def _helpers(net: Net, backend: str) -> tuple[list[str], list[str]]:
-    """Module-level code the layers need, each helper template rendered once, and the layers' lines
-    binding their constants to the helpers, in the network's order."""
-    names: dict[str, list[Layer]] = {}
-    for layer in net.layers:
-        for name in REGISTRY[layer.type].helpers(layer, net, backend):
-            names.setdefault(name, []).append(layer)
-    modules = {name: environment().get_template(name).make_module(dict(net=net, layers=layers, backend=backend))
-               for name, layers in names.items()}
-    bindings = [str(modules[name].bind(layer, net)).strip() for layer in net.layers
-                for name in REGISTRY[layer.type].helpers(layer, net, backend) if hasattr(modules[name], "bind")]
-    return [str(module).strip() for module in modules.values()], bindings
+    """Module-level code the layers need, each helper file once, and the layers' lines binding their
+    constants to the helpers, in the network's order."""
+    names = dict.fromkeys(name for layer in net.layers for name in REGISTRY[layer.type].helpers(layer, net, backend))
+    bindings = [line for layer in net.layers for line in REGISTRY[layer.type].bindings(layer, net, backend)]
+    return [helper_code(name) for name in names], bindings
 
 
 def _module_names(source: str) -> Counter:

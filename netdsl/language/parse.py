@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lark
-from lark import Lark, Transformer, v_args
+from lark import Lark, Transformer
 
 from ..errors import NetError
 

@@ -82,7 +82,7 @@ class LayerType:
     holds_module = False        # forward uses self.<name>, a module with parameters or buffers
     reads = "any"               # "maps": wants N x C x H x W; "flat": wants N x C; "any": either
     flat_output = None          # True: the output is N x C; None: flat exactly when its inputs are
-    kernels: tuple[str, ...] = ()  # Triton kernel templates, codegen_templates/triton/<name>.py.j2
+    kernels: tuple[str, ...] = ()  # Triton kernels, codegen_templates/triton/<name>.py.in
     size_key: str | None = None    # the key that sets how large the layer is, blamed past SIZE_LIMIT
     colour = "#f2f2f2"          # its boxes' fill in `netdsl draw`
     has_kernels = False         # `netdsl filters` can draw its weights as filters x C x kh x kw kernels
@@ -139,17 +139,23 @@ class LayerType:
     # ------------------------------------------------------------ code
 
     def helpers(self, layer, net, backend: str) -> tuple[str, ...]:
-        """Helper templates the generated module needs for this layer, rendered once per network."""
+        """Module-level code the generated module needs for this layer: files of codegen_templates/, each
+        included once per network (netdsl/codegen/render.py)."""
         found = ()
         if len(layer.inputs) > 1 and net.groups > 1 and layer.split:
-            found = ("torch/group_cat.py.j2",)
+            found = ("torch/group_cat.py.in",)
         if backend == "triton":
-            found += tuple(f"triton/{name}.py.j2" for name in self.kernels_of(layer))
+            found += tuple(f"triton/{name}.py.in" for name in self.kernels_of(layer))
         return found
 
     def kernels_of(self, layer) -> tuple[str, ...]:
-        """The Triton kernel templates this layer launches on the triton backend."""
+        """The Triton kernels (codegen_templates/triton/<name>.py.in) this layer launches on the triton backend."""
         return self.kernels
+
+    def bindings(self, layer, net, backend: str) -> tuple[str, ...]:
+        """The layer's module-level lines binding its constants to its helpers (`lrn_rnorm1 =
+        functools.partial(local_response_norm, SIZE=5, ...)`), placed after all the helpers."""
+        return ()
 
     def combine_code(self, layer, net, names: list[str]) -> str:
         """The Python expression of what several inputs make (see combine)."""

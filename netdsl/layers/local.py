@@ -10,7 +10,7 @@ filters are not shared, a bank of its own at every output position, and a bias p
 
 Its keys and output size are conv's (`round = ceil` is cuda-convnet's rule); its parameters are
 out_h * out_w * filters * (C * size^2 + 1). The generated module holds it as LocallyConnected
-(codegen_templates/torch/local.py.j2): weight filters x positions x C*size^2, bias filters x out_h
+(codegen_templates/torch/local.py.in): weight filters x positions x C*size^2, bias filters x out_h
 x out_w; each position's patch of the input (F.unfold) times that position's filters.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Local(LayerType):
         return Conv.conv_output(self, o, inp.h, inp.w)
 
     def helpers(self, layer, net, backend):
-        return super().helpers(layer, net, backend) + ("torch/local.py.j2",)
+        return super().helpers(layer, net, backend) + ("torch/local.py.in",)
 
     def params(self, o, inp, out, groups, split):
         positions = out.h * out.w

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..language import values as v
 from ..language.values import Key
-from .base import LayerType, ShapeError, register
+from .base import LayerType, ShapeError, python_number, register
 
 
 @register
@@ -45,8 +45,32 @@ class LRN(LayerType):
     def helpers(self, layer, net, backend):
         if backend == "triton":
             return super().helpers(layer, net, backend)
-        own = "torch/lrn_within.py.j2" if layer.options["region"] == "within" else "torch/lrn.py.j2"
+        own = "torch/lrn_within.py.in" if layer.options["region"] == "within" else "torch/lrn.py.in"
         return super().helpers(layer, net, backend) + (own,)
+
+    def bindings(self, layer, net, backend):
+        """On the triton backend, lrn_<layer> (or lrn_within_<layer>): the kernels' operator with the layer's
+        constants and launch shape."""
+        if backend != "triton":
+            return ()
+        o = layer.options
+        constants = (f"SIZE={o['size']}, K={python_number(o['k'])}, ALPHA={python_number(o['alpha'])}, "
+                     f"BETA={python_number(o['beta'])}")
+        hw = layer.in_shape.h * layer.in_shape.w
+        if o["region"] == "within":
+            block = 256 if hw > 128 else 128   # 256 pixels a program, or 128 for small maps
+            return (f"lrn_within_{layer.name} = functools.partial(local_response_norm_within, {constants}, "
+                    f"H={layer.in_shape.h}, W={layer.in_shape.w}, BLOCK={block}, num_warps=4)",)
+        groups = net.groups if layer.split and net.groups > 1 else 1
+        channels = layer.in_shape.c // groups
+        chunk = min(16, channels)   # up to 16 channels a program
+        # 512 pixels a program, or 256 where that wastes fewer lanes on the maps' last block
+        block = 512 if (hw + 511) // 512 * 512 <= (hw + 255) // 256 * 256 else 256
+        # Pixels a thread holds: as many as every channel's load can read in one vector (c * hw keeps 4-, 2- or
+        # 1-element alignment), so all loads share one register layout and none is reshuffled through shared memory
+        per_thread = 4 if hw % 4 == 0 else 2 if hw % 2 == 0 else 1
+        return (f"lrn_{layer.name} = functools.partial(local_response_norm, {constants}, CHANNELS={channels}, "
+                f"HW={hw}, CHUNK={chunk}, BLOCK={block}, num_warps={block // (32 * per_thread)})",)
 
     def output(self, o, inp, groups, split):
         if o["size"] % 2 == 0:

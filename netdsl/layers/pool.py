@@ -57,6 +57,14 @@ class MaxPool(Pool):
     name = "maxpool"
     kernels = ("maxpool",)
 
+    def bindings(self, layer, net, backend):
+        """On the triton backend, maxpool_<layer>: max_pool2d with the layer's window, stride, padding and map sizes."""
+        if backend != "triton":
+            return ()
+        o, inp, out = layer.options, layer.in_shape, layer.out_shape
+        return (f"maxpool_{layer.name} = functools.partial(max_pool2d, SIZE={o['size']}, STRIDE={o['stride']}, "
+                f"PAD={o['pad']}, H={inp.h}, W={inp.w}, OH={out.h}, OW={out.w})",)
+
     def onnx(self, g, layer, x):
         """Padding is never the maximum in either; `round = ceil`'s extra window is end padding."""
         o, inp, out = layer.options, layer.in_shape, layer.out_shape

@@ -8,7 +8,8 @@ applied to the input resized by each of `scales`, each map resized back, the max
     scales = 0.63, 0.79, 1, 1.26, 1.59
 
 Its keys are conv's (`round = floor` only) and `scales`. The torch backend runs si_conv2d
-(codegen_templates/torch/si_conv.py.j2); the triton backend its warp-max kernel.
+(codegen_templates/torch/si_conv.py.in); the triton backend its warp-max kernels
+(codegen_templates/triton/si_warp_max.py.in).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import math
 
 from ..language import values as v
 from ..language.values import Key
-from .base import ShapeError, register
+from .base import ShapeError, python_number, register
 from .conv import Conv, conv_node, in_per_group
 
 
@@ -29,8 +30,17 @@ class SIConv(Conv):
             "scales": Key(v.scales, help="the factors the input is resized by")}
 
     def helpers(self, layer, net, backend):
-        own = () if backend == "triton" else ("torch/si_conv.py.j2",)
+        own = () if backend == "triton" else ("torch/si_conv.py.in",)
         return super().helpers(layer, net, backend) + own
+
+    def bindings(self, layer, net, backend):
+        """On the triton backend, si_warp_max_<layer>: si_conv2d with the layer's scales and output size."""
+        if backend != "triton":
+            return ()
+        scales = ", ".join(python_number(s) for s, *_ in layer.derived["scale_maps"])
+        scales += "," if len(layer.derived["scale_maps"]) == 1 else ""
+        out = layer.out_shape
+        return (f"si_warp_max_{layer.name} = functools.partial(si_conv2d, scales=({scales}), OH={out.h}, OW={out.w})",)
 
     def scale_maps(self, o, inp):
         """(scale, resized input H, W, conv output H, W) for each scale, as F.interpolate sizes them."""

@@ -103,9 +103,9 @@ class Folder:
 
 def _class_files(folder: Path, suffixes) -> list[str]:
     found = []
-    for top, dirs, files in os.walk(folder, followlinks=True):
+    for top, dirs, names in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(top, f) for f in sorted(files) if f.lower().endswith(suffixes)]
+        found += [os.path.join(top, f) for f in sorted(names) if f.lower().endswith(suffixes)]
     return found
 
 

@@ -334,7 +334,7 @@ lrn_backward.register_fake(lambda a, grad_b, **constants: torch.empty_like(a, me
 
 @triton.jit
 def maxpool_forward_kernel(x_ptr, y_ptr, arg_ptr, total, SIZE: tl.constexpr, STRIDE: tl.constexpr,
-                           H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
+                           PAD: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
     """y = the maximum of each SIZE x SIZE window of the H x W maps; arg = its place in the window (row * SIZE + column)."""
     # This program's 1024 outputs, as (map, row, column) of N*C maps of OH x OW
     o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
@@ -343,10 +343,14 @@ def maxpool_forward_kernel(x_ptr, y_ptr, arg_ptr, total, SIZE: tl.constexpr, STR
     row = o // OW % OH
     col = o % OW
     x_ptr += plane * (H * W)
-    top = row * STRIDE
-    left = col * STRIDE
+    top = row * STRIDE - PAD
+    left = col * STRIDE - PAD
     best = tl.full([1024], -float("inf"), y_ptr.dtype.element_ty)
-    arg = tl.zeros([1024], tl.int32)
+    if PAD:
+        # Until a value beats -inf, the winner is the window's first element inside the map, as in PyTorch
+        arg = tl.maximum(-top, 0) * SIZE + tl.maximum(-left, 0)
+    else:
+        arg = tl.zeros([1024], tl.int32)
     for i in tl.static_range(SIZE):
         # Window row i, then each element (i, j) of it; outside the map they do not count
         h = top + i
@@ -365,7 +369,7 @@ def maxpool_forward_kernel(x_ptr, y_ptr, arg_ptr, total, SIZE: tl.constexpr, STR
 
 @triton.jit
 def maxpool_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total, SIZE: tl.constexpr, STRIDE: tl.constexpr,
-                            H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
+                            PAD: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr):
     """grad_x[h, w] = the sum of grad_y over the windows whose maximum is x[h, w]."""
     # The output rows (and columns) whose windows can hold one input row: ceil(SIZE / STRIDE)
     SPAN: tl.constexpr = (SIZE + STRIDE - 1) // STRIDE
@@ -378,19 +382,19 @@ def maxpool_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total, SIZE: tl.con
     grad_y_ptr += plane * (OH * OW)
     arg_ptr += plane * (OH * OW)
     # The windows that can hold (h, w) end at output row last_row and column last_col
-    last_row = h // STRIDE
-    last_col = w // STRIDE
+    last_row = (h + PAD) // STRIDE
+    last_col = (w + PAD) // STRIDE
     # Visit them in output order, so the sum rounds as PyTorch's does, and sum float16 and bfloat16
     # gradients in float32 as PyTorch's CUDA kernel does
     grad = tl.zeros([1024], tl.float64 if grad_x_ptr.dtype.element_ty == tl.float64 else tl.float32)
     for a in tl.static_range(SPAN):
         # (h, w) sits at row kh of the windows in output row `row`, if that row exists and reaches it
         row = last_row - (SPAN - 1) + a
-        kh = h - row * STRIDE
+        kh = h + PAD - row * STRIDE
         row_ok = inside & (row >= 0) & (row < OH) & (kh < SIZE)
         for b in tl.static_range(SPAN):
             col = last_col - (SPAN - 1) + b
-            kw = w - col * STRIDE
+            kw = w + PAD - col * STRIDE
             ok = row_ok & (col >= 0) & (col < OW) & (kw < SIZE)
             # Take that window's gradient where its winner is (h, w)
             out = row * OW + col
@@ -400,14 +404,15 @@ def maxpool_backward_kernel(grad_y_ptr, arg_ptr, grad_x_ptr, total, SIZE: tl.con
 
 
 def maxpool_outputs(x, SIZE, OH, OW):
-    """Empty y and arg for x pooled to OH x OW."""
+    """Empty y and arg for x pooled to OH x OW; arg in a byte where a window has at most 256 elements."""
     shape = (x.shape[0], x.shape[1], OH, OW)
     return (torch.empty(shape, dtype=x.dtype, device=x.device),
-            torch.empty(shape, dtype=torch.uint8, device=x.device))
+            torch.empty(shape, dtype=torch.uint8 if SIZE ** 2 <= 256 else torch.int32, device=x.device))
 
 
 @torch.library.custom_op(f"{OPS}::maxpool", mutates_args=())
-def max_pool_op(x: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int, OW: int) -> tuple[torch.Tensor, torch.Tensor]:
+def max_pool_op(x: torch.Tensor, *, SIZE: int, STRIDE: int, PAD: int, H: int, W: int, OH: int,
+                OW: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Max-pooling of x, N x C x H x W, with a layer's constants: the output y and, for the backward, arg, the
     place of each output's maximum in its window."""
     x = x.contiguous()
@@ -415,19 +420,20 @@ def max_pool_op(x: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: 
     y, arg = maxpool_outputs(x, SIZE, OH, OW)
     with torch.cuda.device_of(x):  # launch on x's GPU, whichever is current
         maxpool_forward_kernel[(triton.cdiv(y.numel(), 1024),)](
-            x, y, arg, y.numel(), SIZE=SIZE, STRIDE=STRIDE, H=H, W=W, OH=OH, OW=OW, num_warps=8, enable_fp_fusion=True)
+            x, y, arg, y.numel(), SIZE=SIZE, STRIDE=STRIDE, PAD=PAD, H=H, W=W, OH=OH, OW=OW, num_warps=8,
+            enable_fp_fusion=True)
     return y, arg
 
 
 @torch.library.custom_op(f"{OPS}::maxpool_backward", mutates_args=())
-def maxpool_backward(grad_y: torch.Tensor, arg: torch.Tensor, *, SIZE: int, STRIDE: int, H: int, W: int, OH: int,
-                     OW: int) -> torch.Tensor:
+def maxpool_backward(grad_y: torch.Tensor, arg: torch.Tensor, *, SIZE: int, STRIDE: int, PAD: int, H: int, W: int,
+                     OH: int, OW: int) -> torch.Tensor:
     """The gradient of max_pool_op's y: it needs only arg."""
     n, c = arg.shape[:2]
     grad_x = torch.empty(n, c, H, W, dtype=grad_y.dtype, device=grad_y.device)
     with torch.cuda.device_of(arg):
         maxpool_backward_kernel[(triton.cdiv(grad_x.numel(), 1024),)](
-            grad_y.contiguous(), arg, grad_x, grad_x.numel(), SIZE=SIZE, STRIDE=STRIDE, H=H, W=W, OH=OH, OW=OW,
+            grad_y.contiguous(), arg, grad_x, grad_x.numel(), SIZE=SIZE, STRIDE=STRIDE, PAD=PAD, H=H, W=W, OH=OH, OW=OW,
             num_warps=8, enable_fp_fusion=True)
     return grad_x
 
@@ -458,14 +464,14 @@ def max_pool2d(x, **constants):
 # Each layer's kernels with its constants, which Triton compiles into them
 si_warp_max_conv1 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=55, OW=55)
 lrn_rnorm1 = functools.partial(local_response_norm, SIZE=5, K=2.0, ALPHA=0.0001, BETA=0.75, CHANNELS=48, HW=3025, CHUNK=16, BLOCK=512, num_warps=16)
-maxpool_pool1 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=55, W=55, OH=27, OW=27)
+maxpool_pool1 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, PAD=0, H=55, W=55, OH=27, OW=27)
 si_warp_max_conv2 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=27, OW=27)
 lrn_rnorm2 = functools.partial(local_response_norm, SIZE=5, K=2.0, ALPHA=0.0001, BETA=0.75, CHANNELS=128, HW=729, CHUNK=16, BLOCK=256, num_warps=8)
-maxpool_pool2 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=27, W=27, OH=13, OW=13)
+maxpool_pool2 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, PAD=0, H=27, W=27, OH=13, OW=13)
 si_warp_max_conv3 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=13, OW=13)
 si_warp_max_conv4 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=13, OW=13)
 si_warp_max_conv5 = functools.partial(si_conv2d, scales=(0.63, 1.0, 1.59), OH=13, OW=13)
-maxpool_pool5 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, H=13, W=13, OH=6, OW=6)
+maxpool_pool5 = functools.partial(max_pool2d, SIZE=3, STRIDE=2, PAD=0, H=13, W=13, OH=6, OW=6)
 
 
 class SiAlexnet(nn.Module):
