@@ -101,7 +101,8 @@ def test_the_wheel_carries_the_grammar_and_templates(tmp_path):
     layer_templates = {p.relative_to(root).as_posix() for p in (root / "netdsl" / "layers").glob("*.j2")}
     assert layer_templates and layer_templates <= names
     templates = {p.relative_to(root / "codegen_templates").as_posix()
-                 for p in (root / "codegen_templates").rglob("*.j2")}
+                 for pattern in ("*.j2", "*.py.in") for p in (root / "codegen_templates").rglob(pattern)}
+    assert any(t.endswith(".py.in") for t in templates)
     assert {f"netdsl/codegen_templates/{t}" for t in templates} <= names
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
