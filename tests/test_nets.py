@@ -43,6 +43,7 @@ def test_alexnet_flops_count_each_multiply_add_twice(capsys):
     ("nets/mnist_scale_si.net", 147_524),
     ("nets/fashion_tiny.net", 83_466),       # the notebook prints its count: 83466
     ("nets/fashion_tf.net", 3_274_634),      # 832 + 51,264 + 3,212,288 + 10,250, from convnet.py's layers
+    ("nets/fashion_bn.net", 1_694_186),      # the notebook's Keras summary: 1,694,186 trainable
 ])
 def test_network_parameters(path, params, capsys):
     assert compile_json(path, capsys)["params"] == params
