@@ -20,8 +20,6 @@ AlexNet.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from collections import Counter
 from pathlib import Path
 
@@ -115,8 +113,7 @@ def trainer(tmp_path, *flags):
     argv = ["train", str(net), "--data", str(make_folder(tmp_path / "data")), "--out", str(tmp_path / "run"),
             "--workers", "0", "--batch", "8", *flags]
     args = cli.build_parser(argv).parse_args(argv)
-    options = train.Options(**{field.name: getattr(args, field.name) for field in dataclasses.fields(train.Options)
-                               if hasattr(args, field.name)})
+    options = train.Options.of_flags(args)
     parsed = netdsl.parse_file(net)
     (tmp_path / "run").mkdir()
     t = train._setup(options, parsed, tmp_path / "run", None, 0, SINGLE, None)

@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import NetError
 from ..language.ir import Layer, Net
 from ..layers.registry import REGISTRY
+from .render import flat_layers
 
 OPSET = 18                 # Resize's `axes` (sizes for H and W only, whatever the batch) is opset 18
 IR_VERSION = 8             # the oldest IR that opset 18 allows: older runtimes read the file too
@@ -145,7 +146,7 @@ def to_onnx(net: Net, state_dict, batch: int | None = None) -> onnx.ModelProto:
         raise NetError(f"the weights take {size / 2 ** 30:.1f} GiB, and one ONNX file holds under 2 GiB")
     g = Graph(net, weights)
     n = "N" if batch is None else batch
-    flat = {layer.name: layer.flat for layer in net.layers}
+    flat = flat_layers(net)
     data = net.data
     g.names.add(data.name)
     tensors = {data.name: data.name}   # each layer's output tensor

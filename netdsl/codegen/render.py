@@ -32,7 +32,6 @@ from .resources import resource_dir
 BACKENDS = ("torch", "triton")
 
 
-number = python_number
 LAYER_TEMPLATES = Path(__file__).resolve().parent.parent / "layers"
 
 
@@ -54,7 +53,7 @@ def environment() -> jinja2.Environment:
             jinja2.FileSystemLoader(str(resource_dir("codegen_templates")))]),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False)
-    env.filters["num"] = number
+    env.filters["num"] = python_number
     env.globals.update(neuron_code=neuron_code, init_code=init_code, bias_code=bias_code)
     return env
 

@@ -11,7 +11,6 @@ parallelism) is netdsl/runner/train.py's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 
 from ..argtypes import count, positive
@@ -64,6 +63,5 @@ def schedule_flag(text: str) -> tuple[str, float | None, tuple[int, ...]]:
 def run(args) -> int:
     import netdsl
 
-    options = train.Options(**{field.name: getattr(args, field.name) for field in dataclasses.fields(train.Options)})
     with flushing_denormals():
-        return train.train_run(netdsl.parse_file(args.net), options)
+        return train.train_run(netdsl.parse_file(args.net), train.Options.of_flags(args))

@@ -23,6 +23,13 @@ from .base import LayerType, ShapeError, divide, register, slice_rows, window
 from .weights import WEIGHT_KEYS, param_count
 
 
+def overhang(o, inp: Shape, out: Shape) -> tuple[int, int]:
+    """(bottom, right): how far `round = ceil`'s last window reaches past the padding, in zeros the
+    generated code adds at the far side (0, 0 for floor)."""
+    return tuple(max(0, (n - 1) * o["stride"] + o["size"] - extent - 2 * o["pad"])
+                 for n, extent in ((out.h, inp.h), (out.w, inp.w)))
+
+
 def in_per_group(o, channels: int, groups: int, split: bool) -> int:
     """The input channels each GPU group's share of the layer reads."""
     if o["connect"] == "group" and split:
@@ -82,11 +89,8 @@ class Conv(LayerType):
 
     def derived(self, o, inp, out, groups, split):
         grouped = o["connect"] == "group" and split and groups > 1
-        overhang = tuple(max(0, (n - 1) * o["stride"] + o["size"] - extent - 2 * o["pad"])
-                         for n, extent in ((out.h, inp.h), (out.w, inp.w)))
-        fan_in, fan_out = self.fans(o, inp, groups, split)
         return {"grouped": grouped, "conv_groups": (groups if grouped else 1) * o["channel_groups"],
-                "overhang": overhang, "fans": (fan_in, fan_out)}
+                "overhang": overhang(o, inp, out), "fans": self.fans(o, inp, groups, split)}
 
     def onnx(self, g, layer, x):
         from .neuron import onnx_nodes

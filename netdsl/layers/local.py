@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import LayerType, divide, register
-from .conv import Conv, in_per_group
+from .conv import Conv, in_per_group, overhang
 from .neuron import onnx_nodes
 from .weights import param_count
 
@@ -51,10 +51,8 @@ class Local(LayerType):
         return 2 * in_per_group(o, inp.c, groups, split) * o["size"] ** 2 * out.numel
 
     def derived(self, o, inp, out, groups, split):
-        overhang = tuple(max(0, (n - 1) * o["stride"] + o["size"] - extent - 2 * o["pad"])
-                         for n, extent in ((out.h, inp.h), (out.w, inp.w)))
         area = o["size"] ** 2
-        return {**super().derived(o, inp, out, groups, split), "overhang": overhang,
+        return {**super().derived(o, inp, out, groups, split), "overhang": overhang(o, inp, out),
                 "fans": (in_per_group(o, inp.c, groups, split) * area, o["filters"] * area)}
 
     def onnx(self, g, layer, x):

@@ -18,7 +18,7 @@ import math
 from ..language import values as v
 from ..language.values import Key
 from .base import ShapeError, python_number, register
-from .conv import Conv, conv_node, in_per_group
+from .conv import Conv, conv_node
 
 
 @register
@@ -67,7 +67,7 @@ class SIConv(Conv):
         return super().output(o, inp, groups, split)
 
     def flops(self, o, inp, out, groups, split):
-        per_output = 2 * in_per_group(o, inp.c, groups, split) // o["channel_groups"] * o["size"] ** 2
+        per_output = 2 * self.fans(o, inp, groups, split)[0]
         conv = sum(per_output * o["filters"] * ch * cw for _, _, _, ch, cw in self.scale_maps(o, inp))
         return conv + len(o["scales"]) * out.numel  # plus the max over scales
 

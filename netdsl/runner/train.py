@@ -140,6 +140,16 @@ class Options:
     compile: bool = False             # train and validate through torch.compile
     command_line: tuple = ()          # recorded in provenance.jsonl (the CLI gives its argv)
 
+    @classmethod
+    def of_flags(cls, namespace) -> "Options":
+        """The options `netdsl train`'s parsed flags set (those the namespace has)."""
+        return cls(**{field.name: getattr(namespace, field.name) for field in dataclasses.fields(cls)
+                      if hasattr(namespace, field.name)})
+
+    def run_dir(self, net) -> Path:
+        """The run folder: --out, or runs/<net name>."""
+        return Path(self.out or Path("runs") / net.name)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -157,7 +167,7 @@ class TrainResult:
 def train(net, options: Options = Options()) -> TrainResult:
     """train_run, and the run's epochs read back from its folder."""
     status = train_run(net, options)
-    run_dir = Path(options.out or Path("runs") / net.name)
+    run_dir = options.run_dir(net)
     metrics = run_dir / "metrics.jsonl"
     lines = metrics.read_text().splitlines() if metrics.exists() else []
     return TrainResult(run_dir, status, [json.loads(line) for line in lines if line.strip()])
@@ -601,7 +611,7 @@ def train_run(net, options: Options = Options()) -> int:
 
 def _train_in(options, net, world: World, devices) -> int:
     """The run, in one of the world's processes, the run folder locked for all of it."""
-    run_dir = Path(options.out or Path("runs") / net.name)
+    run_dir = options.run_dir(net)
     with run_folder.holding(run_dir, options.resume, world):
         return _train_locked(options, net, world, devices, run_dir)
 
