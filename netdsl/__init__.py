@@ -104,13 +104,9 @@ def evaluate(net: Net | str | Path, checkpoint, data: str | Path, split: str = "
 
     `options`: test ("center" or "tencrop"; default the file's), batch, workers, backend, devices,
     compile, precision (default the file's [train] precision)."""
-    from .runner import precision as precisions
-    from .runner.evaluate import evaluate_checkpoints
-    from .runner.model import default_devices, flushing_denormals
+    from .runner.evaluate import evaluate_checkpoints, evaluating
 
     net = load_net(net)
     checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
-    forward = precisions.autocast(options.pop("precision", None) or net.train.precision,
-                                  default_devices(options.get("devices")))
-    with flushing_denormals(), forward:
+    with evaluating(net, options.pop("precision", None), options.get("devices")):
         return evaluate_checkpoints(net, checkpoints, data, split, **options)

@@ -273,3 +273,17 @@ def test_an_ensemble_with_scales_is_refused_and_two_networks_still_need_one_chec
     code = cli.main(["eval", str(net), str(net), "--checkpoint", str(first), "--checkpoint", str(first),
                      "--checkpoint", str(second), "--data", str(folder), "--scales", "0.5,1"])
     assert "2 networks and 3 checkpoints: give one --checkpoint for each network" in one_line_error(capsys, code)
+
+
+def test_the_python_api_evaluates_as_the_command_does(runs):
+    """netdsl.evaluate, one checkpoint and the ensemble, against the probabilities computed by hand."""
+    net, folder, checkpoints = runs
+    output = "softmax" if "softmax" in net.read_text() else "sigmoid"
+    classes = torch.load(checkpoints[0], weights_only=True)["classes"]
+    by_hand = probabilities_by_hand(net, checkpoints, folder, False, output)
+    together = netdsl.evaluate(net, checkpoints, folder, test="center", workers=0)
+    assert f"top-1 error {together.result['top1_err']:.2%}, top-5 error {together.result['top5_err']:.2%}" \
+        == errors_of({path: p.mean(0) for path, p in by_hand.items()}, classes)
+    assert len(together.members) == 2 and together.record(str(net))["split"] == "val"
+    alone = netdsl.evaluate(net, checkpoints[0], folder, test="center", workers=0)
+    assert alone.members == [] and alone.result == together.members[0]

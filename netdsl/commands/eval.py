@@ -35,8 +35,8 @@ from ..argtypes import count, positive, scale_list
 from ..errors import NetError
 from .. import files
 from ..runner import precision
-from ..runner.evaluate import evaluate_checkpoints
-from ..runner.model import check_devices, default_devices, flushing_denormals
+from ..runner.evaluate import evaluate_checkpoints, evaluating
+from ..runner.model import check_devices
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,9 +108,7 @@ def run(args) -> int:
         raise NetError("--json records a checkpoint's or an ensemble's error; --scales prints its table "
                        "(and --out draws it)")
     # the first network's [train] precision unless --precision says otherwise
-    forward = precision.autocast(args.precision or netdsl.parse_file(args.nets[0]).train.precision,
-                                 default_devices(args.devices))
-    with flushing_denormals(), forward:
+    with evaluating(netdsl.parse_file(args.nets[0]), args.precision, args.devices):
         if args.scales:
             return _scales_command(args)
         if len(args.nets) > 1:

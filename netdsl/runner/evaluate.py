@@ -8,6 +8,7 @@ their reflections, as the paper does.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -71,6 +72,17 @@ def _sums(model, loader, output_type: str, device, problems: data.ProblemLog) ->
 
 
 # ---------------------------------------------------------------- checkpoints on a held-out split
+
+@contextlib.contextmanager
+def evaluating(net, precision: str | None, devices):
+    """How an evaluation's forward passes run: denormals flushed, under autocast to `precision`,
+    or to the network's [train] precision where it is None."""
+    from . import precision as precisions
+    from .model import default_devices, flushing_denormals
+
+    with flushing_denormals(), precisions.autocast(precision or net.train.precision, default_devices(devices)):
+        yield
+
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
